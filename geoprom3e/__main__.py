@@ -1,0 +1,3 @@
+from geoprom3e.cli import main
+
+main()

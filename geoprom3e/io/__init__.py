@@ -1,0 +1,1 @@
+"""Writers and readers: atomic files, rasters (GeoTIFF/NetCDF/PNG), manifests, observation tables."""
