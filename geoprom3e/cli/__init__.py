@@ -21,6 +21,7 @@ from geoprom3e.errors import GeoProm3eError
 _COMMAND_MODULES = (
     "geoprom3e.cli.model",
     "geoprom3e.cli.demo",
+    "geoprom3e.cli.grids",
     "geoprom3e.cli.maps",
     "geoprom3e.cli.imagery",
     "geoprom3e.cli.encoders",

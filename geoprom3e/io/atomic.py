@@ -17,7 +17,9 @@ def _check_parent(path: Path) -> None:
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot create output folder {str(parent)!r} ({exc.strerror}): choose a writable --out") from None
+        raise OutputError(
+            f"cannot create output folder {str(parent)!r} ({exc.strerror}): choose a writable --out"
+        ) from None
     if not os.access(parent, os.W_OK):
         raise OutputError(f"output folder {str(parent)!r} is not writable: choose another --out or fix permissions")
 

@@ -177,7 +177,7 @@ class ProM3E(nn.Module):
                 visible = visible.expand(batch, -1)
             if visible.ndim != 2 or visible.shape != (batch, m):
                 raise InputError(
-                    f"visible mask has shape {tuple(visible.shape)}: expected [{batch}, {m}] (one row per embedding row)"
+                    f"visible mask has shape {tuple(visible.shape)}: expected [{batch}, {m}] (one row per row)"
                 )
             empty = (~visible.any(dim=1)).nonzero().flatten().tolist()
             if empty:
