@@ -28,6 +28,8 @@ def modality_index(name_or_index: str | int, num_modalities: int = len(MODALITIE
             )
         return i
     key = str(name_or_index).strip().lower()
+    if key.lstrip("-").isdigit():
+        return modality_index(int(key), num_modalities)
     key = _ALIASES.get(key, key)
     if key in MODALITIES[:num_modalities]:
         return MODALITIES.index(key)

@@ -23,6 +23,33 @@ def info(path: str) -> None:
     click.echo(checkpoint_report(path))
 
 
+@model_group.command("infer")
+@click.argument("checkpoint", type=click.Path(path_type=str))
+@click.argument("embeddings", type=click.Path(path_type=str))
+@click.option("--visible", required=True, help="Modalities the model sees, in order, e.g. 'sat,loc,env'.")
+@click.option("--decode", default=None, help="Modalities to reconstruct (default all; '' for none).")
+@click.option("--n-samples", default=5, show_default=True, type=int, help="Latent draws averaged (0 = decode μ).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed for the latent draws.")
+@click.option("--out", required=True, type=click.Path(path_type=str), help="Output .npz (mu, logvar, sigma_l1, recon).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+def infer_cmd(
+    checkpoint: str, embeddings: str, visible: str, decode: str | None, n_samples: int, seed: int, out: str,
+    overwrite: bool,
+) -> None:
+    """Run ProM3E on EMBEDDINGS (.npy/.npz [N, 6, 512]) and write latents and reconstructions to --out.
+
+    \b
+    Example:
+      geoprom3e model infer ckpt/ cells.npy --visible sat,loc,env --decode image --out cells_latent.npz
+    """
+    from geoprom3e.model.report import infer_file
+
+    dec = None if decode is None else [d for d in decode.split(",") if d.strip()]
+    path = infer_file(checkpoint, embeddings, visible, out, decode=dec, n_samples=n_samples, seed=seed,
+                      overwrite=overwrite)
+    click.echo(f"wrote {path}")
+
+
 def register(group: click.Group) -> None:
     """Attach the ``model`` commands."""
     group.add_command(model_group)
