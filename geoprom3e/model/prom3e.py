@@ -359,9 +359,10 @@ class ProM3E(nn.Module):
                 if dec_idx:
                     z = mu
                     if n_samples > 0:
+                        eps_dev = generator.device if generator is not None else mu.device
                         eps = torch.randn(
-                            n_samples, mu.shape[0], 1, generator=generator, device=mu.device, dtype=mu.dtype
-                        )
+                            n_samples, mu.shape[0], 1, generator=generator, device=eps_dev, dtype=mu.dtype
+                        ).to(mu.device)
                         z = mu + std * eps.mean(dim=0)
                     recon = torch.stack([F.normalize(self.decoders[i](z), dim=-1) for i in dec_idx], dim=1)
             finally:

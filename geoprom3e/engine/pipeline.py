@@ -1,0 +1,302 @@
+"""``embed_grid``: gather → encode → write every chunk of a grid into the embedding cache.
+
+On one machine the three stages run at once on bounded queues (gather in a thread, encode in the caller's
+thread where the GPU lives, write in a thread), one chunk at a time per stage. With ``scheduler`` or
+``workers`` the same per-chunk function runs as Dask tasks, each writing its own region of the Zarr cache.
+Committed chunks are skipped, so an interrupted run resumes by running the same command again.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geoprom3e.engine.cache import EMBED_DIM, EmbeddingCache
+from geoprom3e.engine.chunks import Chunk, iter_chunks
+from geoprom3e.engine.inputs import CellInput
+from geoprom3e.errors import ConfigError
+from geoprom3e.grid import GridSpec
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+"""Called with (cells just committed, cells in this run) after each chunk."""
+
+
+@dataclass
+class EmbedReport:
+    """What an ``embed_grid`` run did."""
+
+    cache: str
+    """Cache folder."""
+    grid: str
+    """Grid name."""
+    modalities: list[str]
+    """Modalities embedded."""
+    chunks_total: int
+    """Chunks of the grid holding masked-in cells."""
+    chunks_skipped: int
+    """Chunks already committed before this run (resume)."""
+    chunks_done: int
+    """Chunks committed by this run."""
+    cells: int
+    """Masked-in cells in the chunks this run processed."""
+    cells_ok: dict[str, int] = field(default_factory=dict)
+    """Per modality, cells with an embedding."""
+    failures: dict[str, int] = field(default_factory=dict)
+    """Per modality, failed cells in the whole cache (reasons are in the cache's commit markers)."""
+    seconds: float = 0.0
+    """Wall time."""
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    """Busy time of each stage (gather, encode, write); their sum above ``seconds`` shows overlap."""
+
+    @property
+    def cells_per_s(self) -> float:
+        """Cells processed per second of wall time."""
+        return self.cells / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class _Work:
+    chunk: Chunk
+    todo: list[str]
+    rows: np.ndarray
+    cols: np.ndarray
+    gathered: dict[str, Any] = field(default_factory=dict)
+    encoded: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@functools.lru_cache(maxsize=4)
+def _centres_and_mask(grid: GridSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    lat, lon = grid.cell_centers()
+    return lat, lon, grid.mask()
+
+
+def _prepare(grid: GridSpec, chunk: Chunk, todo: list[str]) -> _Work:
+    lat, lon, mask = _centres_and_mask(grid)
+    rs, cs = chunk.slices
+    rr, cc = np.nonzero(mask[rs, cs])
+    return _Work(chunk, todo, rr + chunk.r0, cc + chunk.c0)
+
+
+def _gather(work: _Work, inputs: dict[str, CellInput], grid: GridSpec) -> None:
+    lat, lon, _ = _centres_and_mask(grid)
+    la, lo = lat[work.rows, work.cols], lon[work.rows, work.cols]
+    for m in work.todo:
+        work.gathered[m] = inputs[m].gather(la, lo)
+
+
+def _encode(work: _Work, inputs: dict[str, CellInput]) -> None:
+    for m in work.todo:
+        g = work.gathered[m]
+        if g.ok.any():
+            emb = np.asarray(inputs[m].encode(g.raw), dtype=np.float32)
+            if emb.shape != (int(g.ok.sum()), EMBED_DIM):
+                raise ConfigError(
+                    f"{m} encoder returned shape {emb.shape} for {int(g.ok.sum())} cells: expected "
+                    f"[{int(g.ok.sum())}, {EMBED_DIM}]"
+                )
+        else:
+            emb = np.zeros((0, EMBED_DIM), np.float32)
+        work.encoded[m] = emb
+        work.gathered[m].raw = None  # free chips early
+
+
+def _write(work: _Work, cache: EmbeddingCache) -> int:
+    h, w = work.chunk.shape
+    for m in work.todo:
+        g = work.gathered[m]
+        emb = np.full((h, w, EMBED_DIM), np.nan, np.float32)
+        present = np.zeros((h, w), bool)
+        lr, lc = work.rows - work.chunk.r0, work.cols - work.chunk.c0
+        ok = np.asarray(g.ok, bool)
+        emb[lr[ok], lc[ok]] = work.encoded[m]
+        present[lr[ok], lc[ok]] = True
+        failures = [
+            {"row": int(r), "col": int(c), "reason": (g.reasons[i] if i < len(g.reasons) else "") or "unknown"}
+            for i, (r, c) in enumerate(zip(work.rows, work.cols)) if not ok[i]
+        ]
+        cache.write_modality(m, work.chunk, emb, present, failures)
+    return int(work.rows.size)
+
+
+def process_chunk(cache_path: str, grid: GridSpec, chunk: Chunk, inputs: Sequence[CellInput]) -> dict[str, Any]:
+    """Gather, encode and commit one chunk (the unit of work of a Dask task). Returns its counts."""
+    cache = EmbeddingCache(cache_path, grid, create=False)
+    by_name = {i.modality: i for i in inputs}
+    todo = [m for m in by_name if not cache.is_committed(m, chunk)]
+    work = _prepare(grid, chunk, todo)
+    t0 = time.perf_counter()
+    _gather(work, by_name, grid)
+    t1 = time.perf_counter()
+    _encode(work, by_name)
+    t2 = time.perf_counter()
+    n = _write(work, cache)
+    t3 = time.perf_counter()
+    ok = {m: int(np.asarray(work.gathered[m].ok).sum()) for m in todo}
+    return {"chunk": chunk.id, "cells": n, "ok": ok, "gather": t1 - t0, "encode": t2 - t1, "write": t3 - t2}
+
+
+def embed_grid(
+    grid: GridSpec,
+    cache_path: str | Path,
+    inputs: Sequence[CellInput],
+    *,
+    chunk_size: int = 32,
+    progress: Progress | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    queue_size: int = 2,
+    max_chunks: int | None = None,
+) -> EmbedReport:
+    """Embed every masked-in cell of ``grid`` for each input's modality into the cache at ``cache_path``.
+
+    Args:
+        grid: the grid (a ``--bbox`` subset is a grid too).
+        cache_path: Zarr cache folder; created, or resumed when it exists with the same settings.
+        inputs: one :class:`CellInput` per modality.
+        chunk_size: cells per chunk side (also the Zarr chunking).
+        progress: called after each committed chunk with (cells in it, cells in this run).
+        scheduler: a ``dask.distributed`` scheduler address (``tcp://host:port``): run chunks as Dask tasks.
+        workers: start a local Dask cluster with this many worker processes instead.
+        queue_size: chunks each single-process stage may hold ahead of the next.
+        max_chunks: stop after this many chunks (for a quick look, or tests of resume).
+    """
+    if not inputs:
+        raise ConfigError("no modality to embed: pass at least one input (e.g. --modalities loc)")
+    names = [i.modality for i in inputs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"modalities {names} repeat: name each once")
+    cache = EmbeddingCache(cache_path, grid, chunk_size)
+    for inp in inputs:
+        cache.ensure_modality(inp.modality, inp.cache_key())
+    _, _, mask = _centres_and_mask(grid)
+    chunks = list(iter_chunks(grid, cache.chunk_size, mask))
+    pending = [(ch, [m for m in names if not cache.is_committed(m, ch)]) for ch in chunks]
+    pending = [(ch, todo) for ch, todo in pending if todo]
+    skipped = len(chunks) - len(pending)
+    if max_chunks is not None:
+        pending = pending[:max_chunks]
+    total_cells = int(sum(mask[ch.slices].sum() for ch, _ in pending))
+    report = EmbedReport(str(cache_path), grid.name, names, len(chunks), skipped, 0, 0,
+                         stage_seconds={"gather": 0.0, "encode": 0.0, "write": 0.0})
+    t0 = time.perf_counter()
+    if scheduler or workers:
+        from geoprom3e.engine.distributed import run_on_dask
+
+        for res in run_on_dask(str(cache_path), grid, [ch for ch, _ in pending], list(inputs),
+                               scheduler=scheduler, workers=workers):
+            _account(report, res, progress, total_cells)
+    else:
+        _run_local(grid, cache, pending, {i.modality: i for i in inputs}, report, progress, total_cells, queue_size)
+    report.seconds = time.perf_counter() - t0
+    report.failures = {m: len(cache.failures(m)) for m in names}
+    return report
+
+
+def _account(report: EmbedReport, res: dict[str, Any], progress: Progress | None, total: int) -> None:
+    report.chunks_done += 1
+    report.cells += res["cells"]
+    for m, k in res["ok"].items():
+        report.cells_ok[m] = report.cells_ok.get(m, 0) + k
+    for s in ("gather", "encode", "write"):
+        report.stage_seconds[s] += res[s]
+    if progress:
+        progress(res["cells"], total)
+
+
+_STOP = object()
+
+
+def _run_local(grid: GridSpec, cache: EmbeddingCache, pending: list[tuple[Chunk, list[str]]],
+               inputs: dict[str, CellInput], report: EmbedReport, progress: Progress | None, total: int,
+               queue_size: int) -> None:
+    q_enc: queue.Queue = queue.Queue(maxsize=queue_size)
+    q_out: queue.Queue = queue.Queue(maxsize=queue_size)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def put(q: queue.Queue, item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def gatherer() -> None:
+        try:
+            for ch, todo in pending:
+                if stop.is_set():
+                    return
+                t = time.perf_counter()
+                work = _prepare(grid, ch, todo)
+                _gather(work, inputs, grid)
+                report.stage_seconds["gather"] += time.perf_counter() - t
+                if not put(q_enc, work):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(exc)
+            stop.set()
+        finally:
+            put(q_enc, _STOP)
+
+    def writer() -> None:
+        try:
+            while True:
+                work = q_out.get()
+                if work is _STOP:
+                    return
+                t = time.perf_counter()
+                n = _write(work, cache)
+                dt = time.perf_counter() - t
+                ok = {m: int(np.asarray(work.gathered[m].ok).sum()) for m in work.todo}
+                _account(report, {"cells": n, "ok": ok, "gather": 0.0, "encode": 0.0, "write": dt}, progress, total)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=gatherer, name="geoprom3e-gather", daemon=True),
+               threading.Thread(target=writer, name="geoprom3e-write", daemon=True)]
+    for t in threads:
+        t.start()
+    try:
+        while not stop.is_set():
+            try:
+                work = q_enc.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if work is _STOP:
+                break
+            t = time.perf_counter()
+            _encode(work, inputs)
+            report.stage_seconds["encode"] += time.perf_counter() - t
+            if not put(q_out, work):
+                break
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        if not stop.is_set():
+            q_out.put(_STOP)
+        else:  # let the writer finish the chunk it holds, then drop the rest
+            try:
+                while True:
+                    q_out.get_nowait()
+            except queue.Empty:
+                pass
+            q_out.put(_STOP)
+        for t in threads:
+            t.join()
+    if errors:
+        raise errors[0]
