@@ -131,7 +131,8 @@ def test_dask_local_cluster_equals_single_process(tmp_path):
         b, pb = _arrays(tmp_path / "dask", m)
         assert np.array_equal(pa, pb)
         np.testing.assert_array_equal(a, b)
-    assert EmbeddingCache(tmp_path / "dask", GRID).failures("loc") == EmbeddingCache(tmp_path / "single", GRID).failures("loc")
+    fails = [EmbeddingCache(tmp_path / name, GRID).failures("loc") for name in ("dask", "single")]
+    assert fails[0] == fails[1] and len(fails[0]) > 0
 
 
 def test_unreachable_scheduler(tmp_path):
