@@ -1,1 +1,40 @@
-"""Writers and readers: atomic files, rasters (GeoTIFF/NetCDF/PNG), manifests, observation tables."""
+"""Writers and readers: atomic files, rasters (GeoTIFF/NetCDF/PNG), manifests, observation tables.
+
+``write_maps(out_dir, grid, {name: array}, ...)`` writes any set of named [rows, cols] layers on any
+:class:`~geoprom3e.grid.GridSpec` as a COG (+ QGIS ``.qml``), CF-1.8 NetCDF, PNG quicklooks and a manifest.
+Names are imported lazily, so ``geoprom3e.io.atomic`` stays cheap to import.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "NODATA": "geoprom3e.io.layers",
+    "LayerInfo": "geoprom3e.io.layers",
+    "MapOutputs": "geoprom3e.io.maps",
+    "build_dataset": "geoprom3e.io.netcdf",
+    "build_manifest": "geoprom3e.io.manifest",
+    "check_outputs": "geoprom3e.io.maps",
+    "describe_inputs": "geoprom3e.io.manifest",
+    "plan_outputs": "geoprom3e.io.maps",
+    "qml_style": "geoprom3e.io.qml",
+    "sha256_file": "geoprom3e.io.manifest",
+    "versions": "geoprom3e.io.manifest",
+    "write_cog": "geoprom3e.io.geotiff",
+    "write_maps": "geoprom3e.io.maps",
+    "write_netcdf": "geoprom3e.io.netcdf",
+    "write_png": "geoprom3e.io.quicklook",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'geoprom3e.io' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

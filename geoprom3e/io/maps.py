@@ -1,0 +1,161 @@
+"""``write_maps``: every map's outputs in one call (COG + QGIS style, CF NetCDF, PNGs, manifest, settings).
+
+All files are written into a hidden staging folder inside ``out_dir`` and moved into place only when all
+of them succeeded, so a failed or interrupted run leaves no partial outputs behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from geoprom3e.errors import OutputError
+from geoprom3e.grid.spec import GridSpec
+from geoprom3e.io.layers import NODATA, LayerInfo, check_layers
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MapOutputs:
+    """Paths written by :func:`write_maps`."""
+
+    geotiff: Path
+    """Cloud-Optimized GeoTIFF, one band per layer."""
+    qml: Path
+    """QGIS style beside the GeoTIFF (same stem)."""
+    netcdf: Path
+    """CF-1.8 NetCDF, one variable per layer."""
+    pngs: dict[str, Path] = field(default_factory=dict)
+    """Layer name → PNG quicklook."""
+    manifest: Path | None = None
+    """``<basename>.manifest.json``."""
+    settings: Path | None = None
+    """``<basename>.settings.json`` (the resolved recipe)."""
+
+    def all(self) -> list[Path]:
+        """Every path, in a stable order."""
+        out = [self.geotiff, self.qml, self.netcdf, *self.pngs.values()]
+        return out + [p for p in (self.manifest, self.settings) if p is not None]
+
+
+def plan_outputs(out_dir: str | Path, basename: str, layer_names: Sequence[str], png: bool = True) -> MapOutputs:
+    """The paths :func:`write_maps` will write, without writing anything."""
+    d = Path(out_dir)
+    pngs = {name: d / f"{basename}_{name}.png" for name in layer_names} if png else {}
+    return MapOutputs(
+        geotiff=d / f"{basename}.tif", qml=d / f"{basename}.qml", netcdf=d / f"{basename}.nc", pngs=pngs,
+        manifest=d / f"{basename}.manifest.json", settings=d / f"{basename}.settings.json",
+    )
+
+
+def check_outputs(outputs: MapOutputs, overwrite: bool) -> None:
+    """Refuse existing outputs without ``overwrite`` and unwritable folders, before any work starts."""
+    folder = outputs.geotiff.parent
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"--out {str(folder)!r} is a file, not a folder: choose a folder path")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        msg = f"cannot create output folder {str(folder)!r} ({exc.strerror}): choose a writable --out"
+        raise OutputError(msg) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder {str(folder)!r} is not writable: choose another --out or fix permissions")
+    if not overwrite:
+        existing = [p for p in outputs.all() if p.exists()]
+        if existing:
+            more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+            raise OutputError(
+                f"output {str(existing[0])!r}{more} already exists: "
+                "pass --overwrite to replace, or choose another --out"
+            )
+
+
+def write_maps(
+    out_dir: str | Path,
+    grid: GridSpec,
+    layers: Mapping[str, np.ndarray],
+    *,
+    basename: str = "maps",
+    info: Mapping[str, LayerInfo] | None = None,
+    attrs: Mapping[str, object] | None = None,
+    overwrite: bool = False,
+    png: bool = True,
+    manifest: Mapping[str, object] | None = None,
+    settings: Mapping[str, object] | None = None,
+    nodata: float = NODATA,
+) -> MapOutputs:
+    """Write named float [rows, cols] layers on any grid as GeoTIFF (COG) + .qml, NetCDF, PNGs and JSON.
+
+    Args:
+        out_dir: folder for the outputs (created if needed).
+        grid: the grid the layers are on (``shape`` must match each layer).
+        layers: name → array; NaN (or cells outside ``grid.mask()``) is written as no-data.
+        basename: file stem: ``<basename>.tif``, ``.qml``, ``.nc``, ``<basename>_<layer>.png``, ``.manifest.json``.
+        info: per-layer long name, units and colour map.
+        attrs: dataset-level metadata (GeoTIFF tags, NetCDF global attributes), e.g. method and σ.
+        overwrite: replace existing outputs; without it existing outputs raise :class:`OutputError`.
+        png: also write one PNG quicklook per layer.
+        manifest: run facts (see :func:`geoprom3e.io.manifest.build_manifest`); ``outputs`` is filled in.
+        settings: the resolved recipe, written as ``<basename>.settings.json``.
+        nodata: value written for no-data cells.
+    """
+    from geoprom3e.io.geotiff import write_cog
+    from geoprom3e.io.manifest import to_json
+    from geoprom3e.io.netcdf import write_netcdf
+    from geoprom3e.io.qml import qml_style
+    from geoprom3e.io.quicklook import write_png
+
+    arrays = check_layers(grid.shape, layers)
+    info = dict(info or {})
+    outputs = plan_outputs(out_dir, basename, list(arrays), png=png)
+    if settings is None:
+        outputs = replace(outputs, settings=None)
+    check_outputs(outputs, overwrite)
+    folder = outputs.geotiff.parent
+    stage = Path(tempfile.mkdtemp(prefix=f".{basename}.staging-", dir=folder))
+    timings: dict[str, float] = {}
+    try:
+        t = time.perf_counter()
+        write_cog(stage / outputs.geotiff.name, grid, arrays, info=info, tags=attrs, nodata=nodata)
+        first = next(iter(arrays))
+        li = info.get(first, LayerInfo())
+        (stage / outputs.qml.name).write_text(
+            qml_style(arrays[first], cmap=li.cmap, label=li.long_name or first), encoding="utf-8"
+        )
+        timings["write_geotiff"] = time.perf_counter() - t
+        t = time.perf_counter()
+        write_netcdf(stage / outputs.netcdf.name, grid, arrays, info=info, attrs=attrs, nodata=nodata)
+        timings["write_netcdf"] = time.perf_counter() - t
+        t = time.perf_counter()
+        for name, path in outputs.pngs.items():
+            li = info.get(name, LayerInfo())
+            units = "" if li.units in ("1", "") else f" ({li.units})"
+            write_png(stage / path.name, grid, arrays[name], title=f"{li.long_name or name} — {grid.name}",
+                      label=f"{name}{units}", cmap=li.cmap)
+        timings["write_png"] = time.perf_counter() - t
+        if settings is not None:
+            (stage / outputs.settings.name).write_text(to_json(dict(settings)), encoding="utf-8")
+        doc = dict(manifest or {})
+        doc["outputs"] = [p.name for p in outputs.all()]
+        doc.setdefault("timings_s", {}).update({k: round(v, 4) for k, v in timings.items()})
+        (stage / outputs.manifest.name).write_text(to_json(doc), encoding="utf-8")
+        for path in outputs.all():
+            staged = stage / path.name
+            if staged.exists():
+                os.replace(staged, path)
+    except OSError as exc:
+        msg = f"writing outputs to {str(folder)!r} failed ({exc}): check free space and permissions"
+        raise OutputError(msg) from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    log.info("wrote %d files to %s", len(outputs.all()), folder)
+    return outputs

@@ -1,0 +1,421 @@
+"""Chunked readers for observation tables: CSV/TSV (optionally gzipped) and Parquet/GeoParquet.
+
+Records come out as :class:`ObservationChunk` s (coordinates, integer species codes into one vocabulary
+shared by every file, optional weights), so 10M+ records never sit in memory as strings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from geoprom3e.errors import ObservationError
+from geoprom3e.io.observations.columns import CANDIDATES, resolve_columns
+from geoprom3e.io.observations.filters import ReadOptions
+
+log = logging.getLogger(__name__)
+
+_NULLS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"]
+_DICT = pa.dictionary(pa.int32(), pa.string())
+
+#: Reasons a record is dropped while reading, in the order they are checked.
+DROP_REASONS = (
+    "missing coordinates",
+    "invalid coordinates",
+    "missing species",
+    "other rank",
+    "other quality grade",
+    "outside date range",
+    "missing or non-positive abundance",
+)
+
+
+@dataclass
+class ObservationChunk:
+    """A block of kept records."""
+
+    lat: np.ndarray
+    """Latitudes in degrees, float64."""
+    lon: np.ndarray
+    """Longitudes in degrees, float64."""
+    species: np.ndarray
+    """Species codes (int32) into :attr:`ObservationReader.species`."""
+    weight: np.ndarray | None = None
+    """Abundance per record (float64) when weighting by abundance, else None."""
+
+    def __len__(self) -> int:
+        return len(self.lat)
+
+
+@dataclass
+class FileStats:
+    """What reading one file gave."""
+
+    path: str
+    """The file as given."""
+    format: str
+    """``csv``, ``tsv`` or ``parquet`` (``+gzip`` when compressed)."""
+    columns: dict[str, str] = field(default_factory=dict)
+    """Role → column name used."""
+    rows: int = 0
+    """Records read."""
+    kept: int = 0
+    """Records kept after filters."""
+    dropped: Counter = field(default_factory=Counter)
+    """Reason → records dropped."""
+    lat_range: tuple[float, float] | None = None
+    """(min, max) latitude of the kept records."""
+    lon_range: tuple[float, float] | None = None
+    """(min, max) longitude of the kept records."""
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (for the manifest)."""
+        return {
+            "path": self.path, "format": self.format, "columns": self.columns, "rows": self.rows,
+            "kept": self.kept, "dropped": dict(self.dropped), "lat_range": self.lat_range, "lon_range": self.lon_range,
+        }
+
+
+class ObservationReader:
+    """Iterate over the kept records of one or more observation files, chunk by chunk.
+
+    >>> reader = ObservationReader(["obs.csv"], ReadOptions())       # doctest: +SKIP
+    >>> for chunk in reader: ...                                      # doctest: +SKIP
+    >>> reader.species[chunk.species[0]], reader.files[0].dropped     # doctest: +SKIP
+    """
+
+    def __init__(self, paths: Sequence[str | Path], options: ReadOptions | None = None) -> None:
+        if not paths:
+            raise ObservationError("no observation files given: pass at least one CSV/TSV/Parquet file")
+        self.paths = [Path(p) for p in paths]
+        for p in self.paths:
+            if not p.is_file():
+                raise ObservationError(f"observation file {str(p)!r} does not exist: check the path")
+        self.options = options or ReadOptions()
+        self.species: list[str] = []
+        self._codes: dict[str, int] = {}
+        self.files: list[FileStats] = []
+
+    # -- totals ---------------------------------------------------------------------------------------------
+    @property
+    def rows(self) -> int:
+        """Records read so far, all files."""
+        return sum(f.rows for f in self.files)
+
+    @property
+    def kept(self) -> int:
+        """Records kept so far, all files."""
+        return sum(f.kept for f in self.files)
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Reason → records dropped so far, all files."""
+        total: Counter = Counter()
+        for f in self.files:
+            total.update(f.dropped)
+        return dict(total)
+
+    def __iter__(self) -> Iterator[ObservationChunk]:
+        for path in self.paths:
+            yield from self._read_file(path)
+
+    # -- one file -------------------------------------------------------------------------------------------
+    def _read_file(self, path: Path) -> Iterator[ObservationChunk]:
+        stats = FileStats(str(path), "")
+        self.files.append(stats)
+        bad = _BadCoordinates()
+        try:
+            batches = _open(path, self.options, stats)
+            for batch in batches:
+                chunk = self._convert(batch, stats, bad)
+                if chunk is not None and len(chunk):
+                    yield chunk
+        except pa.ArrowInvalid as exc:
+            raise ObservationError(_arrow_message(path, exc, stats)) from None
+        if bad.count and not self.options.filters.drop_invalid_coordinates:
+            raise ObservationError(bad.message(path, stats))
+        log.info("%s: %d records read, %d kept, dropped %s", path, stats.rows, stats.kept, dict(stats.dropped))
+
+    def _convert(self, batch: pa.RecordBatch, stats: FileStats, bad: _BadCoordinates) -> ObservationChunk | None:
+        n = batch.num_rows
+        stats.rows += n
+        if n == 0:
+            return None
+        f = self.options.filters
+        lat, lon = _coordinates(batch, stats)
+        keep = np.ones(n, dtype=bool)
+
+        def drop(cond: np.ndarray, reason: str) -> None:
+            hit = cond & keep
+            k = int(hit.sum())
+            if k:
+                stats.dropped[reason] += k
+                keep[hit] = False
+
+        drop(~(np.isfinite(lat) & np.isfinite(lon)), "missing coordinates")
+        with np.errstate(invalid="ignore"):
+            invalid = (np.abs(lat) > 90) | (np.abs(lon) > 180)
+        invalid &= keep
+        if invalid.any():
+            bad.add(lat[invalid], lon[invalid], stats.rows - n + int(np.flatnonzero(invalid)[0]))
+        drop(invalid, "invalid coordinates")
+        codes = self._species_codes(batch.column("species"))
+        drop(codes < 0, "missing species")
+        if f.rank is not None:
+            drop(~_equals(batch.column("rank"), f.rank), "other rank")
+        if f.quality_grade is not None:
+            drop(~_equals(batch.column("quality"), f.quality_grade), "other quality grade")
+        if f.date_from is not None or f.date_to is not None:
+            drop(~_in_dates(batch.column("date"), f.date_from, f.date_to), "outside date range")
+        weight = None
+        if self.options.use_abundance:
+            w = _floats(batch.column("abundance"))
+            with np.errstate(invalid="ignore"):
+                drop(~(np.isfinite(w) & (w > 0)), "missing or non-positive abundance")
+            weight = w[keep]
+        chunk = ObservationChunk(lat[keep], lon[keep], codes[keep], weight)
+        stats.kept += len(chunk)
+        if len(chunk):
+            stats.lat_range = _extend(stats.lat_range, chunk.lat)
+            stats.lon_range = _extend(stats.lon_range, chunk.lon)
+        return chunk
+
+    def _species_codes(self, col: pa.Array) -> np.ndarray:
+        if not pa.types.is_dictionary(col.type):
+            col = pc.dictionary_encode(col.cast(pa.string()))
+        names = col.dictionary.to_pylist()
+        lut = np.empty(len(names) + 1, dtype=np.int32)
+        lut[-1] = -1  # null index → -1
+        for i, name in enumerate(names):
+            name = (name or "").strip()
+            if not name:
+                lut[i] = -1
+                continue
+            code = self._codes.get(name)
+            if code is None:
+                code = self._codes[name] = len(self.species)
+                self.species.append(name)
+            lut[i] = code
+        idx = col.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        return lut[idx]
+
+
+# -- opening files ------------------------------------------------------------------------------------------
+def _open(path: Path, options: ReadOptions, stats: FileStats) -> Iterator[pa.RecordBatch]:
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic == b"PAR1":
+        return _parquet_batches(path, options, stats)
+    return _text_batches(path, options, stats, gzipped=magic[:2] == b"\x1f\x8b")
+
+
+def _text_batches(path: Path, options: ReadOptions, stats: FileStats, gzipped: bool) -> Iterator[pa.RecordBatch]:
+    header_line = _first_line(path, gzipped)
+    delimiter = "\t" if "\t" in header_line else (";" if header_line.count(";") > header_line.count(",") else ",")
+    stats.format = ("tsv" if delimiter == "\t" else "csv") + ("+gzip" if gzipped else "")
+    header = [h.strip().strip('"') for h in header_line.split(delimiter)]
+    cols = resolve_columns(header, options.roles(), options.columns, f"file {str(path)!r}")
+    stats.columns = cols
+    types = {cols["lat"]: pa.float64(), cols["lon"]: pa.float64(), cols["species"]: _DICT}
+    for role in ("rank", "quality", "date"):
+        if role in cols:
+            types[cols[role]] = pa.string()
+    if "abundance" in cols:
+        types[cols["abundance"]] = pa.float64()
+    stream = pa.input_stream(str(path), compression="gzip" if gzipped else None)
+    reader = pacsv.open_csv(
+        stream,
+        read_options=pacsv.ReadOptions(block_size=options.chunk_bytes, encoding="utf8"),
+        # Darwin Core / GBIF tab files are unquoted by convention and hold stray quotes in names
+        parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char=False if delimiter == "\t" else '"',
+                                         newlines_in_values=False),
+        convert_options=pacsv.ConvertOptions(
+            include_columns=list(dict.fromkeys(cols.values())), column_types=types, null_values=_NULLS,
+            strings_can_be_null=True, quoted_strings_can_be_null=True,
+        ),
+    )
+    for batch in reader:
+        yield _rename(batch, cols)
+
+
+def _parquet_batches(path: Path, options: ReadOptions, stats: FileStats) -> Iterator[pa.RecordBatch]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except pa.ArrowException as exc:
+        raise ObservationError(f"file {str(path)!r} is not a readable Parquet file ({exc}): re-export it") from None
+    header = pf.schema_arrow.names
+    stats.format = "parquet"
+    geo = _geoparquet_geometry(pf.schema_arrow, header)
+    roles = options.roles()
+    lower = {h.lower() for h in header}
+    has_latlon = any(c.lower() in lower for c in CANDIDATES["lat"]) or options.columns.lat is not None
+    if geo is not None and not has_latlon:
+        roles = [r for r in roles if r not in ("lat", "lon")]
+        stats.format = "geoparquet"
+    cols = resolve_columns(header, roles, options.columns, f"file {str(path)!r}")
+    if geo is not None and "lat" not in cols:
+        cols["geometry"] = geo[0]
+    stats.columns = cols
+    for batch in pf.iter_batches(batch_size=options.chunk_rows, columns=list(dict.fromkeys(cols.values()))):
+        batch = _rename(batch, cols)
+        if "geometry" in cols:
+            batch = _points_to_latlon(batch, geo[1], path)
+        yield batch
+
+
+def _rename(batch: pa.RecordBatch, cols: dict[str, str]) -> pa.RecordBatch:
+    arrays, names = [], []
+    for role, col in cols.items():
+        arrays.append(batch.column(col))
+        names.append(role)
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def _geoparquet_geometry(schema: pa.Schema, header: list[str]) -> tuple[str, object] | None:
+    meta = (schema.metadata or {}).get(b"geo")
+    if not meta:
+        return None
+    try:
+        geo = json.loads(meta)
+        name = geo.get("primary_column", "geometry")
+        crs = geo.get("columns", {}).get(name, {}).get("crs")
+    except (ValueError, AttributeError):
+        return None
+    return (name, crs) if name in header else None
+
+
+def _points_to_latlon(batch: pa.RecordBatch, crs: object, path: Path) -> pa.RecordBatch:
+    import shapely
+
+    wkb = batch.column("geometry").to_numpy(zero_copy_only=False)
+    geoms = shapely.from_wkb(wkb)
+    types = shapely.get_type_id(geoms)
+    if np.any((types != 0) & (types != -1)):
+        raise ObservationError(f"file {str(path)!r}: GeoParquet geometry must be points, found other types: "
+                               "convert them to points (centroids) first")
+    x, y = shapely.get_x(geoms), shapely.get_y(geoms)
+    if crs is not None:
+        from pyproj import CRS, Transformer
+
+        src = CRS.from_json_dict(crs) if isinstance(crs, dict) else CRS.from_user_input(crs)
+        if src.to_epsg() != 4326 and not src.equals(CRS.from_user_input("OGC:CRS84")):
+            x, y = Transformer.from_crs(src, "EPSG:4326", always_xy=True).transform(x, y)
+    arrays = [pa.array(np.asarray(y, dtype=np.float64)), pa.array(np.asarray(x, dtype=np.float64))]
+    names = ["lat", "lon"]
+    for name in batch.schema.names:
+        if name != "geometry":
+            arrays.append(batch.column(name))
+            names.append(name)
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def _first_line(path: Path, gzipped: bool) -> str:
+    import gzip
+
+    opener = gzip.open if gzipped else open
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.readline(1 << 20)
+    except (OSError, EOFError) as exc:
+        raise ObservationError(f"file {str(path)!r} cannot be read ({exc}): check that it is a complete file") from None
+    if not raw.strip():
+        raise ObservationError(f"file {str(path)!r} is empty: pass a CSV/TSV with a header row and records")
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ObservationError(
+            f"file {str(path)!r} is not UTF-8 text (header bytes {raw[:40]!r}): re-save it as UTF-8 "
+            "(e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+    return line.lstrip("\ufeff").rstrip("\r\n")
+
+
+def _arrow_message(path: Path, exc: Exception, stats: FileStats) -> str:
+    text = str(exc).splitlines()[0]
+    if "UTF8" in text or "UTF-8" in text:
+        return f"file {str(path)!r} is not UTF-8 text ({text}): re-save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+    if "Empty CSV file" in text:
+        return f"file {str(path)!r} is empty: pass a CSV/TSV with a header row and records"
+    if "conversion error to double" in text:
+        by_col = {v: k for k, v in stats.columns.items()}
+        which = ", ".join(f"{c} ({r})" for c, r in by_col.items() if r in ("lat", "lon", "abundance"))
+        return (f"file {str(path)!r}: a numeric column holds text ({text}; numeric columns used: {which}): "
+                "fix the value or pick other columns with --lat-column/--lon-column/--abundance-column")
+    return f"file {str(path)!r} cannot be parsed ({text}): check the delimiter, quoting and header row"
+
+
+# -- column helpers -----------------------------------------------------------------------------------------
+def _coordinates(batch: pa.RecordBatch, stats: FileStats) -> tuple[np.ndarray, np.ndarray]:
+    return _floats(batch.column("lat")), _floats(batch.column("lon"))
+
+
+def _floats(col: pa.Array) -> np.ndarray:
+    if not pa.types.is_floating(col.type):
+        try:
+            col = col.cast(pa.float64())
+        except pa.ArrowInvalid as exc:
+            raise ObservationError(f"a numeric column holds text ({str(exc).splitlines()[0]}): pick the right "
+                                   "column with --lat-column/--lon-column/--abundance-column") from None
+    return col.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+
+
+def _strings(col: pa.Array) -> pa.Array:
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        col = col.cast(pa.string())
+    return col
+
+
+def _equals(col: pa.Array, value: str) -> np.ndarray:
+    lowered = pc.utf8_lower(pc.utf8_trim_whitespace(_strings(col)))
+    return pc.fill_null(pc.equal(lowered, value.strip().lower()), False).to_numpy(zero_copy_only=False)
+
+
+def _in_dates(col: pa.Array, date_from: str | None, date_to: str | None) -> np.ndarray:
+    day = pc.utf8_slice_codeunits(_strings(col), 0, 10)
+    ok = pc.is_valid(day)
+    if date_from is not None:
+        ok = pc.and_(ok, pc.greater_equal(day, date_from))
+    if date_to is not None:
+        ok = pc.and_(ok, pc.less_equal(day, date_to))
+    return pc.fill_null(ok, False).to_numpy(zero_copy_only=False)
+
+
+def _extend(rng: tuple[float, float] | None, values: np.ndarray) -> tuple[float, float]:
+    lo, hi = float(values.min()), float(values.max())
+    return (lo, hi) if rng is None else (min(rng[0], lo), max(rng[1], hi))
+
+
+class _BadCoordinates:
+    """Counts out-of-range coordinates and says whether they look like swapped lat/lon."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.swappable = 0
+        self.example: tuple[float, float, int] | None = None
+
+    def add(self, lat: np.ndarray, lon: np.ndarray, first_row: int) -> None:
+        self.count += len(lat)
+        self.swappable += int(((np.abs(lon) <= 90) & (np.abs(lat) <= 180)).sum())
+        if self.example is None:
+            self.example = (float(lat[0]), float(lon[0]), first_row)
+
+    def message(self, path: Path, stats: FileStats) -> str:
+        lat_col, lon_col = stats.columns.get("lat", "lat"), stats.columns.get("lon", "lon")
+        lat, lon, row = self.example or (float("nan"), float("nan"), 0)
+        text = (f"file {str(path)!r}: {self.count:,} of {stats.rows:,} records have latitude outside −90..90 or "
+                f"longitude outside −180..180 (e.g. record {row + 1}: {lat_col}={lat:g}, {lon_col}={lon:g})")
+        if self.swappable >= 0.5 * self.count:
+            return (text + f"; they look swapped ({self.swappable:,} become valid with lat/lon exchanged): pass "
+                    f"--lat-column {lon_col} --lon-column {lat_col}")
+        return text + ": fix them, or pass --drop-invalid-coordinates to drop and count them"

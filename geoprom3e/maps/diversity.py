@@ -1,0 +1,362 @@
+"""Shannon diversity and species richness per grid cell from observation records (paper supplement 1.3).
+
+Records stream in chunks; each chunk is reduced to unique (cell, species) pairs with integer keys
+(``cell << 32 | species``), so 10M+ records need a few hundred MB at most and no string group-by.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from geoprom3e.errors import ConfigError, ObservationError
+from geoprom3e.grid.spec import GridSpec
+from geoprom3e.io.layers import LayerInfo
+from geoprom3e.io.maps import MapOutputs
+from geoprom3e.io.observations import ObservationChunk, ObservationReader, ReadOptions
+from geoprom3e.maps.smoothing import SMOOTHING_METHODS, smooth
+
+log = logging.getLogger(__name__)
+
+#: Output layers, smoothed first (the GeoTIFF band order).
+DIVERSITY_LAYERS = ("shannon", "richness", "shannon_raw", "richness_raw", "n_records")
+
+#: Bytes per cell the maps need (accumulators, five float32 layers, smoothing temporaries, mask).
+BYTES_PER_CELL = 96
+
+
+@dataclass(frozen=True)
+class DiversitySettings:
+    """How records become diversity maps."""
+
+    sigma: float = 2.0
+    """Gaussian σ in cells (paper: 2.0); 0 turns smoothing off."""
+    smoothing: str = "paper"
+    """``paper`` (empty and masked cells as 0), ``normalized`` (divided by the smoothed land mask) or ``none``."""
+    truncate: float = 4.0
+    """Kernel radius in σ (scipy's ``truncate``)."""
+
+    def __post_init__(self) -> None:
+        if self.smoothing not in SMOOTHING_METHODS:
+            choices = ", ".join(SMOOTHING_METHODS)
+            raise ConfigError(f"--smoothing {self.smoothing!r} is unknown: choose one of {choices}")
+        if not np.isfinite(self.sigma) or self.sigma < 0:
+            raise ConfigError(f"--sigma {self.sigma} must be a finite number ≥ 0 (in cells; 0 turns smoothing off)")
+        if not np.isfinite(self.truncate) or self.truncate <= 0:
+            raise ConfigError(f"truncate {self.truncate} must be > 0 (kernel radius in σ)")
+
+    @property
+    def method(self) -> str:
+        """Effective smoothing: ``none`` when σ is 0."""
+        return "none" if self.sigma == 0 else self.smoothing
+
+
+@dataclass
+class DiversityResult:
+    """Layers and the bookkeeping of one diversity run."""
+
+    grid: GridSpec
+    """The grid the layers are on."""
+    layers: dict[str, np.ndarray]
+    """Name → float32 [rows, cols] (NaN = no data), in :data:`DIVERSITY_LAYERS` order."""
+    counts: dict[str, object] = field(default_factory=dict)
+    """records_read, records_kept, dropped (reason → n), cells_with_data, species, per-file stats."""
+    settings: DiversitySettings = field(default_factory=DiversitySettings)
+    """Smoothing settings used."""
+    weighted: bool = False
+    """Whether Shannon used the abundance column."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Stage → seconds."""
+
+    def summary(self) -> str:
+        """One line: records read, kept, dropped outside the grid, cells with data."""
+        c = self.counts
+        d = c.get("dropped", {})
+        outside = d.get("outside grid bbox", 0) + d.get("outside mask", 0)
+        other = sum(v for k, v in d.items() if k not in ("outside grid bbox", "outside mask"))
+        return (f"{c['records_read']:,} records read, {c['records_kept']:,} kept, {outside:,} dropped outside the grid "
+                f"({d.get('outside grid bbox', 0):,} outside the bbox, {d.get('outside mask', 0):,} outside the mask), "
+                f"{other:,} dropped by filters; {c['cells_with_data']:,} cells with data, {c['species']:,} species")
+
+
+class DiversityAccumulator:
+    """Streams records into per-(cell, species) totals on one grid."""
+
+    def __init__(self, grid: GridSpec, mask: np.ndarray | None = None, compact_every: int = 8_000_000) -> None:
+        self.grid = grid
+        self.mask_flat = (grid.mask() if mask is None else np.asarray(mask, dtype=bool)).ravel()
+        self.outside_bbox = 0
+        self.outside_mask = 0
+        self.kept = 0
+        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._pending = 0
+        self._compact_every = compact_every
+
+    def add(self, chunk: ObservationChunk) -> None:
+        """Assign a chunk's records to cells and fold them into the totals."""
+        cell = self.grid.flat_index_of(chunk.lat, chunk.lon)
+        in_bbox = cell >= 0
+        inside = in_bbox.copy()
+        inside[in_bbox] = self.mask_flat[cell[in_bbox]]
+        n_bbox, n_inside = int(in_bbox.sum()), int(inside.sum())
+        self.outside_bbox += len(cell) - n_bbox
+        self.outside_mask += n_bbox - n_inside
+        if not n_inside:
+            return
+        key = (cell[inside] << 32) | chunk.species[inside].astype(np.int64)
+        weight = None if chunk.weight is None else chunk.weight[inside]
+        self.kept += n_inside
+        self._parts.append(_reduce(key, weight))
+        self._pending += len(key)
+        if self._pending > self._compact_every and len(self._parts) > 1:
+            self._parts = [_merge(self._parts)]
+            self._pending = 0
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Unique (key, records, weight) over everything added."""
+        if not self._parts:
+            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64)
+        if len(self._parts) > 1:
+            self._parts = [_merge(self._parts)]
+        return self._parts[0]
+
+    def raw_layers(self, weighted: bool) -> dict[str, np.ndarray]:
+        """``shannon_raw``, ``richness_raw``, ``n_records`` as float32 [rows, cols] (NaN = no data)."""
+        keys, n, w = self.pairs()
+        ncell = self.grid.n_cells
+        cells = keys >> 32
+        n_records = np.bincount(cells, weights=n, minlength=ncell)
+        richness = np.bincount(cells, minlength=ncell).astype(np.float64)
+        ww = w if weighted else n.astype(np.float64)
+        total = np.bincount(cells, weights=ww, minlength=ncell)
+        wlogw = np.bincount(cells, weights=ww * np.log(ww), minlength=ncell)
+        has = total > 0
+        shannon = np.full(ncell, np.nan)
+        shannon[has] = np.maximum(np.log(total[has]) - wlogw[has] / total[has], 0.0)
+        richness[~has] = np.nan
+        n_rec = n_records.astype(np.float32)
+        n_rec[~self.mask_flat] = np.nan  # 0 in empty land cells, no data off the mask
+        shape = self.grid.shape
+        return {
+            "shannon_raw": shannon.astype(np.float32).reshape(shape),
+            "richness_raw": richness.astype(np.float32).reshape(shape),
+            "n_records": n_rec.reshape(shape),
+        }
+
+
+def _reduce(key: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    uniq, inv = np.unique(key, return_inverse=True)
+    counts = np.bincount(inv, minlength=len(uniq)).astype(np.int64)
+    weights = counts.astype(np.float64) if w is None else np.bincount(inv, weights=w, minlength=len(uniq))
+    return uniq, counts, weights
+
+
+def _merge(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    key = np.concatenate([p[0] for p in parts])
+    n = np.concatenate([p[1] for p in parts])
+    w = np.concatenate([p[2] for p in parts])
+    uniq, inv = np.unique(key, return_inverse=True)
+    return (uniq, np.bincount(inv, weights=n, minlength=len(uniq)).astype(np.int64),
+            np.bincount(inv, weights=w, minlength=len(uniq)))
+
+
+def diversity_from_chunks(
+    chunks: Iterable[ObservationChunk],
+    grid: GridSpec,
+    settings: DiversitySettings | None = None,
+    *,
+    weighted: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> DiversityResult:
+    """Diversity layers from any iterable of :class:`ObservationChunk` (no file reading, no counts of drops)."""
+    settings = settings or DiversitySettings()
+    t0 = time.perf_counter()
+    mask = grid.mask()
+    acc = DiversityAccumulator(grid, mask)
+    read = 0
+    for chunk in chunks:
+        acc.add(chunk)
+        read += len(chunk)
+        if progress is not None:
+            progress(len(chunk))
+    t1 = time.perf_counter()
+    raw = acc.raw_layers(weighted)
+    t2 = time.perf_counter()
+    sm_shannon = smooth(raw["shannon_raw"], mask, settings.sigma, settings.method, settings.truncate)
+    sm_rich = smooth(raw["richness_raw"], mask, settings.sigma, settings.method, settings.truncate)
+    t3 = time.perf_counter()
+    layers = {"shannon": sm_shannon, "richness": sm_rich, **raw}
+    keys = acc.pairs()[0]
+    counts = {
+        "records_read": read,
+        "records_kept": acc.kept,
+        "dropped": {"outside grid bbox": acc.outside_bbox, "outside mask": acc.outside_mask},
+        "cells_with_data": int(np.isfinite(raw["richness_raw"]).sum()),
+        "cells_in_mask": int(mask.sum()),
+        "species": int(len(np.unique(keys & 0xFFFFFFFF))) if len(keys) else 0,
+    }
+    timings = {"read_and_assign": t1 - t0, "aggregate": t2 - t1, "smooth": t3 - t2}
+    return DiversityResult(grid, layers, counts, settings, weighted, timings)
+
+
+def compute_diversity(
+    paths: Sequence[str | Path],
+    grid: GridSpec,
+    settings: DiversitySettings | None = None,
+    read_options: ReadOptions | None = None,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> DiversityResult:
+    """Read observation files and compute Shannon/richness layers on ``grid``.
+
+    Raises :class:`ObservationError` when no record falls inside the grid (with the records' extent).
+    """
+    from geoprom3e.grid.presets import ensure_fits_in_memory
+
+    read_options = read_options or ReadOptions()
+    ensure_fits_in_memory(grid, BYTES_PER_CELL, "diversity maps")
+    reader = ObservationReader(paths, read_options)
+
+    def reported() -> Iterable[ObservationChunk]:
+        before = 0
+        for chunk in reader:
+            if progress is not None:
+                progress(reader.rows - before)
+                before = reader.rows
+            yield chunk
+
+    result = diversity_from_chunks(reported(), grid, settings, weighted=read_options.use_abundance)
+    dropped = dict(reader.dropped)
+    dropped.update({k: v for k, v in result.counts["dropped"].items()})
+    result.counts.update({
+        "records_read": reader.rows,
+        "dropped": {k: v for k, v in dropped.items() if v},
+        "files": [f.to_dict() for f in reader.files],
+    })
+    if result.counts["records_kept"] == 0:
+        raise ObservationError(_nothing_inside(reader, grid, result.counts))
+    return result
+
+
+def _nothing_inside(reader: ObservationReader, grid: GridSpec, counts: dict) -> str:
+    names = ", ".join(str(p) for p in reader.paths)
+    if reader.kept == 0:
+        return (f"no usable records in {names}: {reader.rows:,} read, dropped {counts['dropped'] or 'none'}: "
+                "check the filters (--rank, --quality-grade, --date-from/--date-to) and the columns")
+    lat = [f.lat_range for f in reader.files if f.lat_range]
+    lon = [f.lon_range for f in reader.files if f.lon_range]
+    extent = (f"lat {min(r[0] for r in lat):.3f}..{max(r[1] for r in lat):.3f}, "
+              f"lon {min(r[0] for r in lon):.3f}..{max(r[1] for r in lon):.3f}")
+    return (f"none of the {reader.kept:,} records in {names} falls inside grid {grid.name!r} "
+            f"(bbox {grid.bbox}, {grid.crs}; records span {extent}; dropped {counts['dropped']}): "
+            "choose a grid that covers them (--grid/--bbox) or check --lat-column/--lon-column")
+
+
+# -- layer metadata ---------------------------------------------------------------------------------------------
+def diversity_layer_info(settings: DiversitySettings, grid: GridSpec, weighted: bool) -> dict[str, LayerInfo]:
+    """Long names, units and colour maps of the five diversity layers."""
+    share = "abundance" if weighted else "records"
+    sm = "unsmoothed"
+    if settings.method != "none":
+        sm = f"Gaussian-smoothed ({settings.method}, σ = {settings.sigma:g} cells)"
+    return {
+        "shannon": LayerInfo(f"Shannon diversity H, {sm}", "1", "viridis",
+                             f"H = -sum p ln p over species, p = share of the cell's {share}; then {sm}"),
+        "richness": LayerInfo(f"species richness, {sm}", "count", "magma", f"distinct species per cell; then {sm}"),
+        "shannon_raw": LayerInfo("Shannon diversity H (raw)", "1", "viridis",
+                                 f"H = -sum p ln p, p = share of the cell's {share}; no data in empty cells"),
+        "richness_raw": LayerInfo("species richness (raw)", "count", "magma", "distinct species per cell"),
+        "n_records": LayerInfo("number of records", "count", "cividis", "records kept per cell (0 = none)"),
+    }
+
+
+def diversity_attrs(settings: DiversitySettings, grid: GridSpec, weighted: bool) -> dict[str, object]:
+    """Dataset-level metadata (GeoTIFF tags, NetCDF global attributes)."""
+    attrs: dict[str, object] = {
+        "method": "Shannon diversity and species richness per cell, Gaussian smoothing (ProM3E paper supp. 1.3)",
+        "smoothing": settings.method,
+        "sigma": settings.sigma,
+        "sigma_units": "cells",
+        "truncate": settings.truncate,
+        "weighting": "abundance" if weighted else "records",
+    }
+    if grid.is_geographic and settings.method != "none":
+        ew, ns = grid.cell_size_km()
+        attrs["sigma_note"] = (f"sigma is in cells of a {grid.crs} grid, so the kernel is anisotropic in km: "
+                               f"{settings.sigma * ew:.1f} km east-west and {settings.sigma * ns:.1f} km north-south "
+                               "at the grid centre")
+    return attrs
+
+
+def settings_dict(settings: DiversitySettings) -> dict[str, object]:
+    """JSON-ready settings."""
+    return asdict(settings)
+
+
+@dataclass(frozen=True)
+class DiversityRun:
+    """What :func:`write_diversity_map` computed and wrote."""
+
+    result: DiversityResult
+    """Layers and counts."""
+    outputs: MapOutputs
+    """Files written."""
+
+
+def write_diversity_map(
+    paths: Sequence[str | Path],
+    out_dir: str | Path,
+    grid: GridSpec,
+    settings: DiversitySettings | None = None,
+    read_options: ReadOptions | None = None,
+    *,
+    overwrite: bool = False,
+    png: bool = True,
+    checksums: bool = True,
+    basename: str = "diversity",
+    progress: Callable[[int], None] | None = None,
+) -> DiversityRun:
+    """Read observations, compute diversity layers and write ``<out_dir>/diversity.{tif,qml,nc}``, PNGs and JSON.
+
+    Existing outputs without ``overwrite`` and unwritable folders are refused before any record is read.
+    """
+    from geoprom3e.io.manifest import build_manifest, describe_inputs
+    from geoprom3e.io.maps import check_outputs, plan_outputs, write_maps
+
+    settings = settings or DiversitySettings()
+    read_options = read_options or ReadOptions()
+    check_outputs(plan_outputs(out_dir, basename, DIVERSITY_LAYERS, png=png), overwrite)
+    t0 = time.perf_counter()
+    result = compute_diversity(paths, grid, settings, read_options, progress=progress)
+    t1 = time.perf_counter()
+    inputs = describe_inputs(paths, checksums=checksums)
+    t2 = time.perf_counter()
+    weighted = read_options.use_abundance
+    recipe = {
+        "command": "diversity-map",
+        "inputs": [str(p) for p in paths],
+        "grid": grid.to_dict(),
+        "diversity": settings_dict(settings),
+        "read": {
+            "columns": asdict(read_options.columns),
+            "filters": asdict(read_options.filters),
+            "use_abundance": read_options.use_abundance,
+        },
+        "resolved_columns": [f["columns"] for f in result.counts["files"]],
+    }
+    manifest = build_manifest(
+        kind="diversity-map", grid=grid.to_dict(), inputs=inputs, counts=result.counts,
+        timings={"compute": t1 - t0, "checksums": t2 - t1, **result.timings},
+    )
+    outputs = write_maps(
+        out_dir, grid, result.layers, basename=basename, info=diversity_layer_info(settings, grid, weighted),
+        attrs=diversity_attrs(settings, grid, weighted), overwrite=overwrite, png=png, manifest=manifest,
+        settings=recipe,
+    )
+    result.timings["total"] = time.perf_counter() - t0
+    return DiversityRun(result, outputs)
