@@ -1,0 +1,168 @@
+"""Picklable preprocessors (they run in DataLoader worker processes): photos, satellite chips, text, audio.
+
+Each preprocessor maps ONE raw item to a CPU tensor (or a dict of tensors) and has ``collate(items)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from geoprom3e.encoders.images import load_image
+from geoprom3e.errors import InputError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+"""ImageNet channel means (DESIGN §4: TaxaBind image and satellite towers)."""
+IMAGENET_STD = (0.229, 0.224, 0.225)
+"""ImageNet channel standard deviations."""
+
+
+def stack(items: list[Any]) -> Any:
+    """Collate a list of tensors (or of dicts of tensors) along a new batch dimension."""
+    if not items:
+        raise InputError("nothing to encode: the input list is empty")
+    if isinstance(items[0], dict):
+        return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+    return torch.stack(items)
+
+
+@dataclass(frozen=True)
+class ImageTransform:
+    """Resize the shorter side, centre-crop, scale to [0, 1] and normalise per channel."""
+
+    resize: int = 256
+    """Shorter side after resizing (bicubic)."""
+    crop: int = 224
+    """Side of the centre crop fed to the network."""
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    """Per-channel mean subtracted after scaling to [0, 1]."""
+    std: tuple[float, float, float] = IMAGENET_STD
+    """Per-channel standard deviation divided by."""
+
+    def from_pil(self, img: Image.Image) -> torch.Tensor:
+        """RGB PIL image → normalised [3, crop, crop] float32 tensor."""
+        w, h = img.size
+        s = self.resize / min(w, h)
+        nw, nh = max(self.crop, round(w * s)), max(self.crop, round(h * s))
+        img = img.resize((nw, nh), Image.Resampling.BICUBIC)
+        left, top = (nw - self.crop) // 2, (nh - self.crop) // 2
+        img = img.crop((left, top, left + self.crop, top + self.crop))
+        a = np.asarray(img, dtype=np.float32) / 255.0
+        a = (a - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
+
+
+@dataclass(frozen=True)
+class PhotoPreprocessor:
+    """Ground photos (paths, bytes, PIL images or arrays) → [3, 224, 224]."""
+
+    transform: ImageTransform = ImageTransform()
+    """Resize/crop/normalise settings."""
+
+    def __call__(self, item: Any) -> torch.Tensor:
+        """One photo → tensor."""
+        return self.transform.from_pil(load_image(item, min_side=self.transform.resize))
+
+    def collate(self, items: list[torch.Tensor]) -> torch.Tensor:
+        """Stack into a batch."""
+        return stack(items)
+
+    def batch(self, items: list[Any]) -> torch.Tensor:
+        """Preprocess and stack a list of raw items."""
+        return stack([self(x) for x in items])
+
+
+def chip_to_rgb_uint8(chip: np.ndarray, reflectance_max: float = 2000.0) -> np.ndarray:
+    """A [3, H, W] or [H, W, 3] chip → [H, W, 3] uint8.
+
+    8-bit visual/TCI values (max ≤ 255) are kept; surface reflectance (digital numbers, e.g. Sentinel-2 L2A
+    0..10000) is scaled so that ``reflectance_max`` maps to 255, like the Sentinel-2 true-colour image.
+    NaN (nodata) becomes 0.
+    """
+    a = np.asarray(chip)
+    if a.ndim != 3:
+        raise InputError(f"satellite chip of shape {a.shape} is not 3-D: pass [3, H, W] or [H, W, 3] RGB")
+    if a.shape[0] in (3, 4) and a.shape[2] not in (3, 4):
+        a = a[:3].transpose(1, 2, 0)
+    elif a.shape[2] in (3, 4):
+        a = a[:, :, :3]
+    else:
+        raise InputError(f"satellite chip of shape {a.shape} has no 3 RGB bands first or last: pass R, G, B")
+    if a.dtype == np.uint8:
+        return np.ascontiguousarray(a)
+    a = np.nan_to_num(a.astype(np.float32), nan=0.0)
+    if float(a.max(initial=0.0)) > 255.0:
+        a = a * (255.0 / reflectance_max)
+    return np.clip(a + 0.5, 0, 255).astype(np.uint8)
+
+
+def read_chip(path: str | Path, bands: tuple[int, int, int] = (1, 2, 3)) -> np.ndarray:
+    """Read RGB bands (1-based, default the first three, e.g. TCI_R, TCI_G, TCI_B) of a GeoTIFF chip → [3, H, W]."""
+    import rasterio
+
+    try:
+        with rasterio.open(path) as ds:
+            if ds.count < max(bands):
+                raise InputError(
+                    f"chip {str(path)!r} has {ds.count} band(s); bands {bands} were asked for: pass an RGB chip"
+                )
+            return ds.read(list(bands))
+    except rasterio.errors.RasterioIOError as exc:
+        raise InputError(f"chip {str(path)!r} cannot be read ({str(exc)[:100]}): is it a GeoTIFF?") from None
+
+
+@dataclass(frozen=True)
+class ChipPreprocessor:
+    """Sentinel-2 RGB chips (arrays or GeoTIFF paths) → [3, 224, 224] (DESIGN §4: resize 256 → crop 224)."""
+
+    transform: ImageTransform = ImageTransform()
+    """Resize/crop/normalise settings."""
+    reflectance_max: float = 2000.0
+    """Reflectance DN mapped to 255 when a chip is not already 8-bit."""
+    bands: tuple[int, int, int] = (1, 2, 3)
+    """1-based R, G, B band indices read from GeoTIFF paths."""
+
+    def __call__(self, item: Any) -> torch.Tensor:
+        """One chip → tensor."""
+        if isinstance(item, (str, Path)):
+            suffix = Path(item).suffix.lower()
+            if suffix in (".tif", ".tiff"):
+                arr = read_chip(item, self.bands)
+            else:
+                arr = np.asarray(load_image(item, min_side=None))
+        elif isinstance(item, torch.Tensor):
+            arr = item.numpy()
+        else:
+            arr = item
+        rgb = chip_to_rgb_uint8(arr, self.reflectance_max)
+        return self.transform.from_pil(Image.fromarray(rgb, mode="RGB"))
+
+    def collate(self, items: list[torch.Tensor]) -> torch.Tensor:
+        """Stack into a batch."""
+        return stack(items)
+
+    def batch(self, items: list[Any]) -> torch.Tensor:
+        """Preprocess and stack a list of raw items."""
+        return stack([self(x) for x in items])
+
+
+@dataclass(frozen=True)
+class TensorPreprocessor:
+    """Already-preprocessed tensors pass through (lets callers feed their own pipeline)."""
+
+    def __call__(self, item: Any) -> torch.Tensor:
+        """Identity on tensors."""
+        return torch.as_tensor(item)
+
+    def collate(self, items: list[torch.Tensor]) -> torch.Tensor:
+        """Stack into a batch."""
+        return stack(items)
+
+    def batch(self, items: list[Any]) -> torch.Tensor:
+        """Preprocess and stack a list of raw items."""
+        return stack([self(x) for x in items])
