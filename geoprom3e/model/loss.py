@@ -1,0 +1,105 @@
+"""The ProM3E training loss with per-row visible sets and presence masks.
+
+For each modality i that is a target in the batch, ``logits = α · cdist(ẑ_i, e_i) + β`` over the rows
+where modality i is present (InfoNCE: row k must pick its own e_i among the batch), cross-entropy against
+the matching row, averaged over target modalities; plus ``λ_kl · KL`` with
+``KL = −½ mean(1 + logvar − μ² − e^logvar)``, zeroed when above 1e4 (as published).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from geoprom3e.errors import InputError
+
+KL_CUTOFF = 1e4
+"""KL values above this are dropped from the loss (the published guard against early blow-ups)."""
+
+
+@dataclass
+class LossOutput:
+    """The loss of one batch and its parts."""
+
+    total: torch.Tensor
+    """Scalar: reconstruction loss + λ_kl · KL (what is back-propagated)."""
+    recon: torch.Tensor
+    """Scalar: mean over target modalities of the contrastive reconstruction loss."""
+    kl: torch.Tensor
+    """Scalar: the KL term before weighting (0 when it exceeded the cutoff)."""
+    per_modality: torch.Tensor
+    """[M] contrastive loss per modality (NaN where the modality was not a target in this batch)."""
+    targets: torch.Tensor
+    """[M] bool: which modalities were targets (at least 2 rows present)."""
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """−½ mean(1 + logvar − μ² − e^logvar) over every element, zeroed when above :data:`KL_CUTOFF`."""
+    kl = -0.5 * torch.mean(1 + logvar - mu.pow(2) - logvar.exp())
+    return torch.where(kl > KL_CUTOFF, torch.zeros_like(kl), kl)
+
+
+def contrastive_recon(
+    recon: torch.Tensor, target: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor
+) -> torch.Tensor:
+    """InfoNCE over rows: ``logits = scale · cdist(recon, target) + shift``, cross-entropy with the diagonal."""
+    logits = scale * torch.cdist(recon, target) + shift
+    labels = torch.arange(recon.shape[0], device=recon.device)
+    return F.cross_entropy(logits, labels)
+
+
+def prom3e_loss(
+    recon: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    targets: torch.Tensor,
+    present: torch.Tensor,
+    visible: torch.Tensor,
+    *,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    lambda_kl: float = 1e-3,
+    masked_only: bool = False,
+) -> LossOutput:
+    """ProM3E loss for one batch.
+
+    Args:
+        recon: [B, M, D] L2-normalised reconstructions (``ForwardOutput.recon``).
+        mu: [B, E] latent means.
+        logvar: [B, E] latent log-variances.
+        targets: [B, M, D] the true embeddings (values where ``present`` is False are never read).
+        present: [B, M] bool, True where the row has that modality; absent ones are never targets.
+        visible: [B, M] bool, what the encoder saw; with ``masked_only`` visible entries are not targets.
+        scale: α (``model.negative_scale``), negative so that closer means a larger logit.
+        shift: β (``model.negative_shift``).
+        lambda_kl: weight of the KL term.
+        masked_only: reconstruct only the modalities each row did not see.
+    """
+    b, m, _ = recon.shape
+    if present.shape != (b, m) or visible.shape != (b, m) or targets.shape != recon.shape:
+        raise InputError(
+            f"loss inputs disagree: recon {tuple(recon.shape)}, targets {tuple(targets.shape)}, "
+            f"present {tuple(present.shape)}, visible {tuple(visible.shape)}"
+        )
+    use = present & ~visible if masked_only else present
+    per = recon.new_full((m,), float("nan"), dtype=torch.float32)
+    is_target = torch.zeros(m, dtype=torch.bool)
+    losses = []
+    all_rows = bool(use.all())
+    for i in range(m):
+        if all_rows:
+            r_i, t_i = recon[:, i], targets[:, i]
+        else:
+            rows = use[:, i].nonzero().flatten()
+            if rows.numel() < 2:  # one row is always its own best match: nothing to learn
+                continue
+            r_i, t_i = recon[rows, i], targets[rows, i]
+        li = contrastive_recon(r_i.float(), t_i.float(), scale.float(), shift.float())
+        losses.append(li)
+        per[i] = li.detach()
+        is_target[i] = True
+    rec = torch.stack(losses).mean() if losses else recon.sum() * 0.0
+    kl = kl_divergence(mu.float(), logvar.float())
+    return LossOutput(total=rec + lambda_kl * kl, recon=rec, kl=kl, per_modality=per, targets=is_target)
