@@ -8,6 +8,7 @@
 
 from geoprom3e.grid.mask import conus_outline, grid_mask, grids_dir, read_geojson_geometry, to_grid_crs
 from geoprom3e.grid.presets import ensure_fits_in_memory, get_grid, grid_from_options, list_grids, load_grid_file
+from geoprom3e.grid.report import grid_report
 from geoprom3e.grid.spec import MAX_CELLS, GridSpec
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "get_grid",
     "grid_from_options",
     "grid_mask",
+    "grid_report",
     "grids_dir",
     "list_grids",
     "load_grid_file",

@@ -202,7 +202,7 @@ class GridSpec:
                 f"bbox (W, S, E, N) = {_fmt(sub.bbox)} holds no cell centre of grid {self.name!r} "
                 f"(bbox {_fmt(self.bbox)}): widen the --bbox"
             )
-        new_bbox = (W + c0 * dx, N - (r1 + 1) * dy, W + (c1 + 1) * dx, N - r0 * dy)
+        new_bbox = tuple(round(v, 9) for v in (W + c0 * dx, N - (r1 + 1) * dy, W + (c1 + 1) * dx, N - r0 * dy))
         return GridSpec(
             name or f"{self.name}[{_fmt(sub.bbox, sep=',')}]",
             self.crs,

@@ -253,7 +253,8 @@ def _nothing_inside(reader: ObservationReader, grid: GridSpec, counts: dict) -> 
     extent = (f"lat {min(r[0] for r in lat):.3f}..{max(r[1] for r in lat):.3f}, "
               f"lon {min(r[0] for r in lon):.3f}..{max(r[1] for r in lon):.3f}")
     return (f"none of the {reader.kept:,} records in {names} falls inside grid {grid.name!r} "
-            f"(bbox {grid.bbox}, {grid.crs}; records span {extent}; dropped {counts['dropped']}): "
+            f"(bbox {tuple(round(v, 6) for v in grid.bbox)}, {grid.crs}; records span {extent}; "
+            f"dropped {counts['dropped']}): "
             "choose a grid that covers them (--grid/--bbox) or check --lat-column/--lon-column")
 
 

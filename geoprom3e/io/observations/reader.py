@@ -231,12 +231,13 @@ def _text_batches(path: Path, options: ReadOptions, stats: FileStats, gzipped: b
             types[cols[role]] = pa.string()
     if "abundance" in cols:
         types[cols["abundance"]] = pa.float64()
+    unquoted = delimiter == "\t" and '"' not in header_line
     stream = pa.input_stream(str(path), compression="gzip" if gzipped else None)
     reader = pacsv.open_csv(
         stream,
         read_options=pacsv.ReadOptions(block_size=options.chunk_bytes, encoding="utf8"),
         # Darwin Core / GBIF tab files are unquoted by convention and hold stray quotes in names
-        parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char=False if delimiter == "\t" else '"',
+        parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char=False if unquoted else '"',
                                          newlines_in_values=False),
         convert_options=pacsv.ConvertOptions(
             include_columns=list(dict.fromkeys(cols.values())), column_types=types, null_values=_NULLS,
