@@ -122,6 +122,15 @@ class FrozenEncoder:
         raise NotImplementedError
 
     # --- shared -----------------------------------------------------------------------------------------------
+    def normalize_input(self, x: Any) -> Any:
+        """uint8 image batches from the preprocessors → normalised float32 (on the device); others unchanged."""
+        transform = getattr(self.preprocessor, "transform", None)
+        if isinstance(x, torch.Tensor) and x.dtype == torch.uint8 and hasattr(transform, "normalize"):
+            x = transform.normalize(x)
+            if self.channels_last and x.ndim == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
     def to_device(self, batch: Any) -> Any:
         """Move a tensor (or a dict of tensors) to the encoder's device; pinned + non-blocking on a GPU."""
         if isinstance(batch, dict):
@@ -148,7 +157,7 @@ class FrozenEncoder:
     def encode(self, batch: Any) -> torch.Tensor:
         """Embed a preprocessed batch: [B, 512] float32, L2-normalised, on the CPU."""
         with torch.inference_mode():
-            x = self.to_device(batch)
+            x = self.normalize_input(self.to_device(batch))
             with self._autocast():
                 out = self._forward(x)
             out = torch.nn.functional.normalize(out.float(), dim=-1)

@@ -164,9 +164,9 @@ def get_encoder(
     in_space, note = _read_note(path)
     name = str(weights or spec.default_weights)
     src = spec.source
-    if spec.modality == "loc" and "site-packages" in str(path) and path.name == "location_encoder_weights.pth":
-        from geoprom3e.encoders.loc import NOT_IN_SPACE_NOTE
+    from geoprom3e.encoders.loc import NOT_IN_SPACE_NOTE, geoclip_wheel_weights
 
+    if spec.modality == "loc" and path == geoclip_wheel_weights():
         in_space, note, src, name = False, NOT_IN_SPACE_NOTE, "geoclip", f"geoclip wheel ({path})"
         log.warning("loc encoder: %s", note)
     info = EncoderInfo(spec.modality, src, name if weights is None else str(weights), in_space, note)

@@ -44,29 +44,41 @@ class ImageTransform:
     std: tuple[float, float, float] = IMAGENET_STD
     """Per-channel standard deviation divided by."""
 
-    def from_pil(self, img: Image.Image) -> torch.Tensor:
-        """RGB PIL image → normalised [3, crop, crop] float32 tensor."""
+    def crop_uint8(self, img: Image.Image) -> torch.Tensor:
+        """RGB PIL image → resized, centre-cropped [3, crop, crop] uint8 tensor (not yet normalised).
+
+        Workers send uint8 (4× less to move between processes and to the GPU); :meth:`normalize` runs on the
+        device.
+        """
         w, h = img.size
         s = self.resize / min(w, h)
         nw, nh = max(self.crop, round(w * s)), max(self.crop, round(h * s))
         img = img.resize((nw, nh), Image.Resampling.BICUBIC)
         left, top = (nw - self.crop) // 2, (nh - self.crop) // 2
         img = img.crop((left, top, left + self.crop, top + self.crop))
-        a = np.asarray(img, dtype=np.float32) / 255.0
-        a = (a - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
+        return torch.from_numpy(np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 [..., 3, H, W] → float32 scaled to [0, 1] and normalised per channel (on ``x``'s device)."""
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(3, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32, device=x.device).view(3, 1, 1)
+        return (x.float() / 255.0 - mean) / std
+
+    def from_pil(self, img: Image.Image) -> torch.Tensor:
+        """RGB PIL image → normalised [3, crop, crop] float32 tensor."""
+        return self.normalize(self.crop_uint8(img))
 
 
 @dataclass(frozen=True)
 class PhotoPreprocessor:
-    """Ground photos (paths, bytes, PIL images or arrays) → [3, 224, 224]."""
+    """Ground photos (paths, bytes, PIL images or arrays) → uint8 [3, 224, 224] (normalised on the device)."""
 
     transform: ImageTransform = ImageTransform()
     """Resize/crop/normalise settings."""
 
     def __call__(self, item: Any) -> torch.Tensor:
         """One photo → tensor."""
-        return self.transform.from_pil(load_image(item, min_side=self.transform.resize))
+        return self.transform.crop_uint8(load_image(item, min_side=self.transform.resize))
 
     def collate(self, items: list[torch.Tensor]) -> torch.Tensor:
         """Stack into a batch."""
@@ -118,7 +130,10 @@ def read_chip(path: str | Path, bands: tuple[int, int, int] = (1, 2, 3)) -> np.n
 
 @dataclass(frozen=True)
 class ChipPreprocessor:
-    """Sentinel-2 RGB chips (arrays or GeoTIFF paths) → [3, 224, 224] (DESIGN §4: resize 256 → crop 224)."""
+    """Sentinel-2 RGB chips (arrays or GeoTIFF paths) → uint8 [3, 224, 224] (DESIGN §4: resize 256 → crop 224).
+
+    ImageNet normalisation happens on the encoder's device (:meth:`ImageTransform.normalize`).
+    """
 
     transform: ImageTransform = ImageTransform()
     """Resize/crop/normalise settings."""
@@ -140,7 +155,7 @@ class ChipPreprocessor:
         else:
             arr = item
         rgb = chip_to_rgb_uint8(arr, self.reflectance_max)
-        return self.transform.from_pil(Image.fromarray(rgb, mode="RGB"))
+        return self.transform.crop_uint8(Image.fromarray(rgb, mode="RGB"))
 
     def collate(self, items: list[torch.Tensor]) -> torch.Tensor:
         """Stack into a batch."""

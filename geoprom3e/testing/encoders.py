@@ -211,3 +211,37 @@ def write_covariate_stack(
             for i in range(bands):
                 ds.set_band_description(i + 1, COVARIATES[i] if i < len(COVARIATES) else f"extra{i}")
     return Path(path)
+
+
+def save_vit_b16_sat(folder: str | Path, seed: int = 0) -> Path:
+    """A full-size ViT-B/16 ``CLIPVisionModelWithProjection`` (random weights, ``MVRL/ecosat`` shape) for benchmarks."""
+    from transformers import CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    folder = Path(folder)
+    cfg = _vision_config(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                         patch_size=16)
+    CLIPVisionModelWithProjection(cfg).save_pretrained(str(folder), safe_serialization=True)
+    _note(folder)
+    return folder
+
+
+def save_open_clip_vit_b16(folder: str | Path, seed: int = 0) -> Path:
+    """open_clip ``ViT-B-16`` with random weights in the ``MVRL/taxabind-vit-b-16`` layout (benchmarks)."""
+    from safetensors.torch import save_file
+
+    from geoprom3e.encoders.clip import import_open_clip
+
+    open_clip = import_open_clip()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model_cfg = open_clip.get_model_config("ViT-B-16")
+    preprocess_cfg = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "interpolation": "bicubic",
+                      "resize_mode": "shortest"}
+    cfg = {"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}
+    (folder / "open_clip_config.json").write_text(json.dumps(cfg))
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(**model_cfg)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
+    _note(folder)
+    return folder

@@ -29,8 +29,13 @@ def test_shared_chips_encode(sat, chips):
 def test_preprocess_is_resize_256_crop_224_imagenet(sat):
     chip = np.full((3, 225, 225), 124, dtype=np.uint8)  # ≈ ImageNet mean red → ~0 after normalisation
     x = sat.preprocess(chip)
-    assert x.shape == (1, 3, 224, 224)
+    assert x.shape == (1, 3, 224, 224) and x.dtype == torch.uint8  # workers ship uint8; normalised on the device
+    x = sat.normalize_input(x)
     assert abs(float(x[0, 0].mean()) - (124 / 255 - 0.485) / 0.229) < 1e-3
+    big = np.zeros((3, 512, 1024), np.uint8)
+    big[:, :, 512:] = 255  # right half white: resize shorter side to 256, centre crop keeps the middle
+    y = sat.preprocess(big)[0, 0].float()
+    assert y[:, :100].mean() == 0 and y[:, -100:].mean() == 255
 
 
 def test_reflectance_scaled_like_tci():
