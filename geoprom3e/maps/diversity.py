@@ -117,10 +117,10 @@ class DiversityAccumulator:
             self._parts = [_merge(self._parts)]
             self._pending = 0
 
-    def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Unique (key, records, weight) over everything added."""
+    def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Unique (key, records, summed weight or None) over everything added, sorted by key."""
         if not self._parts:
-            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64)
+            return np.empty(0, np.int64), np.empty(0, np.int64), None
         if len(self._parts) > 1:
             self._parts = [_merge(self._parts)]
         return self._parts[0]
@@ -132,7 +132,7 @@ class DiversityAccumulator:
         cells = keys >> 32
         n_records = np.bincount(cells, weights=n, minlength=ncell)
         richness = np.bincount(cells, minlength=ncell).astype(np.float64)
-        ww = w if weighted else n.astype(np.float64)
+        ww = w if (weighted and w is not None) else n.astype(np.float64)
         total = np.bincount(cells, weights=ww, minlength=ncell)
         wlogw = np.bincount(cells, weights=ww * np.log(ww), minlength=ncell)
         has = total > 0
@@ -149,20 +149,39 @@ class DiversityAccumulator:
         }
 
 
-def _reduce(key: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    uniq, inv = np.unique(key, return_inverse=True)
-    counts = np.bincount(inv, minlength=len(uniq)).astype(np.int64)
-    weights = counts.astype(np.float64) if w is None else np.bincount(inv, weights=w, minlength=len(uniq))
-    return uniq, counts, weights
+def _runs(sorted_keys: np.ndarray) -> np.ndarray:
+    """Start index of each run of equal values in a sorted array."""
+    if len(sorted_keys) == 0:
+        return np.empty(0, dtype=np.int64)
+    change = np.empty(len(sorted_keys), dtype=bool)
+    change[0] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=change[1:])
+    return np.flatnonzero(change)
 
 
-def _merge(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _reduce(key: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Unique keys with record counts (and summed weights); a plain sort when there are no weights."""
+    if w is None:
+        k = np.sort(key)
+        starts = _runs(k)
+        return k[starts], np.diff(np.append(starts, len(k))), None
+    order = np.argsort(key)
+    k = key[order]
+    starts = _runs(k)
+    return k[starts], np.diff(np.append(starts, len(k))), np.add.reduceat(w[order], starts)
+
+
+def _merge(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]) -> tuple:
+    """Fold partial (key, count, weight) results into one (the parts are sorted runs: a stable sort merges them)."""
     key = np.concatenate([p[0] for p in parts])
     n = np.concatenate([p[1] for p in parts])
-    w = np.concatenate([p[2] for p in parts])
-    uniq, inv = np.unique(key, return_inverse=True)
-    return (uniq, np.bincount(inv, weights=n, minlength=len(uniq)).astype(np.int64),
-            np.bincount(inv, weights=w, minlength=len(uniq)))
+    order = np.argsort(key, kind="stable")
+    k = key[order]
+    starts = _runs(k)
+    w = None
+    if parts[0][2] is not None:
+        w = np.add.reduceat(np.concatenate([p[2] for p in parts])[order], starts)
+    return k[starts], np.add.reduceat(n[order], starts), w
 
 
 def diversity_from_chunks(
