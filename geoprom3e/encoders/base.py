@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from geoprom3e.errors import ConfigError
+from geoprom3e.errors import ConfigError, EncoderError
 from geoprom3e.modalities import EMBED_DIM
 
 log = logging.getLogger(__name__)
@@ -162,7 +162,7 @@ class FrozenEncoder:
                 out = self._forward(x)
             out = torch.nn.functional.normalize(out.float(), dim=-1)
         if out.ndim != 2 or out.shape[1] != EMBED_DIM:
-            raise ConfigError(
+            raise EncoderError(
                 f"{self.modality} encoder produced shape {tuple(out.shape)}, not [B, {EMBED_DIM}]: "
                 "the weights are not a TaxaBind-compatible 512-d encoder"
             )

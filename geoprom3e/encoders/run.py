@@ -91,10 +91,12 @@ def encode_to_file(
     t0 = time.perf_counter()
     res: EncodeResult = encode_batches(enc, items, batch_size=batch_size, num_workers=num_workers, progress=progress)
     dt = time.perf_counter() - t0
+    if res.failed and len(res.failed) == len(items):
+        raise InputError(f"none of the {len(items)} input(s) could be encoded; first: {res.failed[0][1]}")
     meta = {"modality": spec.modality, "source": enc.info.source, "weights": enc.info.weights,
             "in_prom3e_space": enc.info.in_prom3e_space, "note": enc.info.note, "device": str(enc.device),
             "n": len(items), "seconds": dt}
-    labels = [str(x) for x in inputs] if spec.modality not in ("loc", "env") else []
+    labels = [str(x) for x in items] if spec.modality not in ("loc", "env") else []
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, embeddings=res.embeddings, failed_index=np.array([i for i, _ in res.failed], dtype=np.int64),

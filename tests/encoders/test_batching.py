@@ -64,3 +64,20 @@ def test_cli_encode(small_weights, photos, tmp_path):
                                   "--weights", str(small_weights["clip"])])
     assert r.exit_code == 2 and "--overwrite" in r.output
     assert torch.from_numpy(z["embeddings"]).norm(dim=1).allclose(torch.ones(len(photos)), atol=1e-5)
+
+
+def test_cli_encode_unreadable_only_and_text_file(small_weights, tmp_path):
+    bad = tmp_path / "not_a_photo.jpg"
+    bad.write_text("hello")
+    r = CliRunner().invoke(main, ["encode", "image", str(bad), "--weights", str(small_weights["clip"]),
+                                  "--out", str(tmp_path / "bad.npz")])
+    assert r.exit_code == 2 and "not_a_photo.jpg" in r.output and not (tmp_path / "bad.npz").exists()
+    names = tmp_path / "names.txt"
+    names.write_text("Sceloporus occidentalis\n\nSetophaga townsendi\n")
+    r = CliRunner().invoke(main, ["encode", "text", f"@{names}", "--source", "hf-clip", "--weights",
+                                  str(small_weights["clip"]), "--out", str(tmp_path / "t.npz")])
+    assert r.exit_code == 0, r.output
+    z = np.load(tmp_path / "t.npz")
+    assert z["embeddings"].shape == (2, 512) and list(z["inputs"]) == ["Sceloporus occidentalis", "Setophaga townsendi"]
+    r = CliRunner().invoke(main, ["encode", "smell", "x", "--out", str(tmp_path / "s.npz")])
+    assert r.exit_code == 2 and "image" in r.output
