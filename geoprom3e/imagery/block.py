@@ -72,6 +72,12 @@ class _Counter:
         return self.values.get(key, default)
 
 
+def _worst(fractions: list[float]) -> float:
+    """Largest finite cloud fraction, NaN when none was measured."""
+    finite = [f for f in fractions if np.isfinite(f)]
+    return max(finite) if finite else float("nan")
+
+
 def _cloud_fraction(scl: np.ndarray, valid: np.ndarray) -> float:
     if not valid.any():
         return float("nan")
@@ -127,6 +133,8 @@ class _CellReader:
                     continue
                 data, valid = self._read_assets(scene, lon, lat)
             except ReadError as exc:
+                if exc.kind != "permanent":  # the service is struggling: retry this cell later, same scene order
+                    return FAILED, None, used, float("nan"), f"{scene.id}: {exc}"
                 notes.append(f"{scene.id}: {exc}")
                 continue
             if not valid.any():
@@ -141,12 +149,12 @@ class _CellReader:
             used.append(scene)
             fractions.append(cf)
             if mvalid.all():
-                note = "mosaic of scenes at a scene edge" if len(used) > 1 else ""
-                return DONE, mosaic, used, float(np.nanmax(fractions)) if fractions else np.nan, note
+                note = "; ".join((["mosaic of scenes at a scene edge"] if len(used) > 1 else []) + notes)
+                return DONE, mosaic, used, _worst(fractions), note[:900]
         if mosaic is not None:
             miss = 1 - mvalid.mean()
             if miss <= 0.01:
-                return DONE, mosaic, used, float(np.nanmax(fractions)), f"{miss:.1%} of the chip is nodata"
+                return DONE, mosaic, used, _worst(fractions), f"{miss:.1%} of the chip is nodata"
             notes.append(f"scenes cover only {1 - miss:.0%} of the chip")
         if cloudy_fallback is not None and mosaic is None:
             cf, scene = cloudy_fallback
@@ -168,6 +176,8 @@ class _CellReader:
                 cf, cloudy = self._scl(scene, lon, lat)
                 data, valid = self._read_assets(scene, lon, lat)
             except ReadError as exc:
+                if exc.kind != "permanent":
+                    return FAILED, None, used, float("nan"), f"{scene.id}: {exc}"
                 notes.append(f"{scene.id}: {exc}")
                 continue
             good = valid & (~cloudy if cloudy is not None else True)
@@ -184,7 +194,8 @@ class _CellReader:
         med = np.nan_to_num(med, nan=0.0)
         chip = np.rint(med).astype(self.r.dtype)
         note = f"median of {len(stack)} scene(s)" + (f"; {holes:.0%} without a clear pixel" if holes else "")
-        return DONE, chip, used, float(np.nanmean(fractions)) if fractions else float("nan"), note
+        finite = [f for f in fractions if np.isfinite(f)]
+        return DONE, chip, used, float(np.mean(finite)) if finite else float("nan"), note
 
 
 def _validate_cells(lats: np.ndarray, lons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -3,6 +3,7 @@ retries that tell transient faults (429/5xx/timeouts/truncated bodies), expired 
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -58,6 +59,7 @@ class ReadError(Exception):
         self.kind = kind
 
 
+_DECODE = ("tiffreadencoded", "ireadblock", "decod", "deflate", "lzw", "zstd", "jpeg", "short read", "read failed")
 _TRANSIENT = ("response code: 5", "response code: 429", "timed out", "timeout", "transfer closed",
               "connection reset", "couldn't connect", "could not connect", "empty reply", "recv failure",
               "partial file", "outstanding read data", "read error", "failed to connect")
@@ -77,7 +79,11 @@ def _probe_status(url: str, timeout: float) -> int | None:
 
 def classify(exc: Exception, url: str, timeout: float) -> ReadError:
     """Turn a rasterio/GDAL error on ``url`` into a :class:`ReadError` with its kind."""
-    msg = str(exc).replace("\n", " ")
+    parts, e = [], exc
+    while e is not None and len(parts) < 4:  # rasterio chains the GDAL error ("Read failed. See previous ...")
+        parts.append(str(e))
+        e = e.__cause__ or e.__context__
+    msg = " <- ".join(parts).replace("\n", " ")
     low = msg.lower()
     if "response code: 403" in low:
         return ReadError("auth", f"HTTP 403 (token expired or missing): {msg[:160]}")
@@ -92,10 +98,47 @@ def classify(exc: Exception, url: str, timeout: float) -> ReadError:
         if status == 404:
             return ReadError("permanent", "asset file not found (HTTP 404)")
         return ReadError("transient", f"open failed although the server answers HTTP {status}: {msg[:120]}")
+    if url.startswith(("http://", "https://")) and any(t in low for t in _DECODE):
+        # a block that does not decode after an HTTP read is most often a body cut short: try again
+        return ReadError("transient", f"block read failed (truncated response?): {msg[:160]}")
     return ReadError("permanent", f"unreadable COG: {msg[:200]}")
 
 
 _local = threading.local()
+
+
+@functools.lru_cache(maxsize=1)
+def _gdal_lib():
+    import ctypes
+    import ctypes.util
+    import glob
+    import os
+
+    libs = glob.glob(os.path.join(os.path.dirname(rasterio.__file__) + ".libs", "libgdal*"))
+    name = libs[0] if libs else ctypes.util.find_library("gdal")
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+
+
+def clear_gdal_http_cache(url: str | None = None) -> bool:
+    """Forget what GDAL's /vsicurl/ cached for ``url`` (``VSICurlPartialClearCache``), or everything when ``None``.
+
+    After a failed request GDAL remembers the file as missing/short; clearing makes the next attempt really ask
+    the server again. Returns False when the GDAL library cannot be reached through ctypes.
+    """
+    lib = _gdal_lib()
+    if lib is None:
+        return False
+    try:
+        if url is None:
+            lib.VSICurlClearCache()
+        else:
+            lib.VSICurlPartialClearCache(f"/vsicurl/{url}".encode())
+    except AttributeError:
+        return False
+    return True
 
 
 def _transformer(crs):
@@ -124,7 +167,7 @@ class WindowRead:
 def chip_window(ds, lon: float, lat: float, size: int, resolution: float) -> tuple[Window, float]:
     """Integer pixel window of ``ds`` whose centre is the cell centre, and the scale to the chip grid."""
     x, y = _transformer(ds.crs).transform(lon, lat)
-    col, row = ~ds.transform * (x, y)
+    col, row = ~ds.transform @ (x, y)
     native = abs(ds.transform.a)
     w = size * resolution / native
     col_off = int(np.floor(col - w / 2 + 0.5))
@@ -161,16 +204,23 @@ def read_window(href: str, lon: float, lat: float, size: int, resolution: float,
     raises :class:`ReadError` at once. Call inside ``rasterio.Env(**settings.gdal_options())``.
     """
     last: ReadError | None = None
+    verified = False
     for attempt in range(settings.retries + 1):
         signed = signer.sign(href)
         try:
-            if attempt:
-                # a failed open is cached by GDAL's /vsicurl/; read this URL uncached on retries
-                with rasterio.Env(CPL_VSIL_CURL_NON_CACHED=f"/vsicurl/{signed}"):
-                    return read_window_once(signed, lon, lat, size, resolution)
             return read_window_once(signed, lon, lat, size, resolution)
         except rasterio.errors.RasterioError as exc:
             last = classify(exc, signed, settings.http_timeout_s)
+            if signed.startswith(("http://", "https://")):
+                clear_gdal_http_cache(signed)  # GDAL caches the failure; make the next try (or run) ask again
+                if last.kind == "permanent" and not verified:
+                    # a header cut short looks like a corrupt file: read once more before calling it corrupt
+                    verified = True
+                    try:
+                        return read_window_once(signed, lon, lat, size, resolution)
+                    except rasterio.errors.RasterioError as exc2:
+                        last = classify(exc2, signed, settings.http_timeout_s)
+                        clear_gdal_http_cache(signed)
         if counters is not None:
             counters.add(last.kind)
         if last.kind == "permanent":

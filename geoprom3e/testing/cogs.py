@@ -130,3 +130,14 @@ def write_real_chip_scenes(src_dir: str | Path, root: str | Path, names: list[st
                          **{"geoprom3e:source_chip": f.name, "geoprom3e:center": [lon, lat]})
         out.append(d)
     return out
+
+
+def scene_lonlat(scene_dir: str | Path, cols, rows, asset: str = "visual") -> tuple[np.ndarray, np.ndarray]:
+    """(lat, lon) of pixel corners ``(cols, rows)`` of a scene's asset (a chip centred there has its window start
+    exactly ``chip_size / 2`` pixels up and left, which makes direct-read comparisons exact)."""
+    from pyproj import Transformer
+
+    with rasterio.open(Path(scene_dir) / f"{asset}.tif") as ds:
+        xs, ys = ds.transform @ (np.asarray(cols, float), np.asarray(rows, float))
+        lon, lat = Transformer.from_crs(ds.crs, "EPSG:4326", always_xy=True).transform(xs, ys)
+    return np.asarray(lat, float), np.asarray(lon, float)

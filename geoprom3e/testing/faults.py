@@ -26,6 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
+from geoprom3e.imagery.reads import clear_gdal_http_cache
+
 _SECRET = b"geoprom3e-local-token-secret"
 
 
@@ -82,8 +84,9 @@ class _Handler(BaseHTTPRequestHandler):
         f = self.server.faults
         now = time.time()
         se = now + f.token_lifetime_s
-        sig = hmac.new(_SECRET, f"{container}|{int(now)}|{int(se)}".encode(), hashlib.sha256).hexdigest()[:32]
-        token = f"st={int(now)}&se={int(se)}&sp=rl&sv=2024-05-04&sr=c&skoid={account}&sig={sig}"
+        sn = self.server.next_serial()
+        sig = hmac.new(_SECRET, f"{container}|{int(now)}|{int(se)}|{sn}".encode(), hashlib.sha256).hexdigest()[:32]
+        token = f"st={int(now)}&se={int(se)}&sp=rl&sv=2024-05-04&sr=c&skoid={account}&sn={sn}&sig={sig}"
         expiry = _dt.datetime.fromtimestamp(se, _dt.timezone.utc).isoformat().replace("+00:00", "Z")
         body = json.dumps({"msft:expiry": expiry, "token": token}).encode()
         self.server.count("token_requests", f"{account}/{container}")
@@ -92,10 +95,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _token_ok(self, container: str, query: str) -> bool:
         q = {k: v[0] for k, v in parse_qs(query).items()}
         try:
-            st, se = int(q["st"]), int(q["se"])
+            st, se, sn = int(q["st"]), int(q["se"]), int(q["sn"])
         except (KeyError, ValueError):
             return False
-        want = hmac.new(_SECRET, f"{container}|{st}|{se}".encode(), hashlib.sha256).hexdigest()[:32]
+        if sn < self.server.min_serial:
+            return False  # revoked
+        want = hmac.new(_SECRET, f"{container}|{st}|{se}|{sn}".encode(), hashlib.sha256).hexdigest()[:32]
         if not hmac.compare_digest(want, q.get("sig", "")):
             return False
         now = time.time()
@@ -191,6 +196,13 @@ class _Server(ThreadingHTTPServer):
         self._lock = threading.Lock()
         self._rng = random.Random(faults.seed)
         self.counters: dict[str, Counter] = {}
+        self.serial = 0
+        self.min_serial = 0
+
+    def next_serial(self) -> int:
+        with self._lock:
+            self.serial += 1
+            return self.serial
 
     def roll(self) -> float:
         with self._lock:
@@ -226,6 +238,11 @@ class FaultyFileServer:
             raise TypeError(f"unknown fault settings {sorted(bad)}: use {sorted(known)}")
         self._server.faults = replace(base, **changes)
 
+    def revoke_tokens(self) -> None:
+        """Reject every token issued so far with 403 (as storage does once a SAS token has expired)."""
+        with self._server._lock:
+            self._server.min_serial = self._server.serial + 1
+
     def stats(self) -> dict:
         """Counts so far: ``requests`` (HEAD/GET), ``status``, ``faults``, ``token_requests``, ``bytes``."""
         with self._server._lock:
@@ -240,7 +257,8 @@ class FaultyFileServer:
             self._server.counters = {}
 
     def start(self) -> FaultyFileServer:
-        """Serve in a background thread."""
+        """Serve in a background thread (after clearing GDAL's HTTP cache: ports get reused)."""
+        clear_gdal_http_cache()
         self._thread = threading.Thread(target=self._server.serve_forever, name="faulty-files", daemon=True)
         self._thread.start()
         return self

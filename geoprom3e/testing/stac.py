@@ -70,8 +70,8 @@ def _footprint(ds) -> dict:
     rows, cols = np.nonzero(mask)
     if rows.size == 0:
         rows, cols = np.array([0, ds.height - 1]), np.array([0, ds.width - 1])
-    x0, y0 = ds.transform * (cols.min(), rows.min())
-    x1, y1 = ds.transform * (cols.max() + 1, rows.max() + 1)
+    x0, y0 = ds.transform @ (cols.min(), rows.min())
+    x1, y1 = ds.transform @ (cols.max() + 1, rows.max() + 1)
     n = 8
     xs = list(np.linspace(x0, x1, n)) + [x1] * n + list(np.linspace(x1, x0, n)) + [x0] * n
     ys = [y0] * n + list(np.linspace(y0, y1, n)) + [y1] * n + list(np.linspace(y1, y0, n))
