@@ -82,6 +82,5 @@ def write_png(
     cb = fig.colorbar(im, ax=ax, shrink=0.8)
     if label:
         cb.set_label(label)
-    fig.tight_layout()
     fig.savefig(str(path), format="png", bbox_inches="tight")
     return Path(path)

@@ -7,8 +7,10 @@ Records stream in chunks; each chunk is reduced to unique (cell, species) pairs 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -217,7 +219,7 @@ def diversity_from_chunks(
         "dropped": {"outside grid bbox": acc.outside_bbox, "outside mask": acc.outside_mask},
         "cells_with_data": int(np.isfinite(raw["richness_raw"]).sum()),
         "cells_in_mask": int(mask.sum()),
-        "species": int(len(np.unique(keys & 0xFFFFFFFF))) if len(keys) else 0,
+        "species": int(np.count_nonzero(np.bincount(keys & 0xFFFFFFFF))) if len(keys) else 0,
     }
     timings = {"read_and_assign": t1 - t0, "aggregate": t2 - t1, "smooth": t3 - t2}
     return DiversityResult(grid, layers, counts, settings, weighted, timings)
@@ -249,7 +251,7 @@ def compute_diversity(
                 before = reader.rows
             yield chunk
 
-    result = diversity_from_chunks(reported(), grid, settings, weighted=read_options.use_abundance)
+    result = diversity_from_chunks(prefetch(reported()), grid, settings, weighted=read_options.use_abundance)
     dropped = dict(reader.dropped)
     dropped.update({k: v for k, v in result.counts["dropped"].items()})
     result.counts.update({
@@ -260,6 +262,45 @@ def compute_diversity(
     if result.counts["records_kept"] == 0:
         raise ObservationError(_nothing_inside(reader, grid, result.counts))
     return result
+
+
+def prefetch(items: Iterable[ObservationChunk], depth: int = 2) -> Iterator[ObservationChunk]:
+    """Produce ``items`` on a background thread (parsing releases the GIL) while the caller aggregates.
+
+    At most ``depth`` chunks wait in the queue, so memory stays bounded; errors re-raise in the caller.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as exc:  # handed to the consumer
+            q.put(exc)
+
+    thread = threading.Thread(target=work, name="geoprom3e-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def _nothing_inside(reader: ObservationReader, grid: GridSpec, counts: dict) -> str:

@@ -153,6 +153,7 @@ def test_bench_diversity(tmp_path):
         "grid": GRID,
         "device": os.environ.get("GEOPROM3E_BENCH_DEVICE", "cpu") + " (ignored: numpy/pyarrow CPU work)",
         "baseline": "pandas read_csv/read_parquet + groupby([cell, species string]) + scipy gaussian_filter",
+        "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()],
         "results": results,
     })
     print("wrote", path)

@@ -151,7 +151,7 @@ class ObservationReader:
         if n == 0:
             return None
         f = self.options.filters
-        lat, lon = _coordinates(batch, stats)
+        lat, lon = _floats(batch.column("lat")), _floats(batch.column("lon"))
         keep = np.ones(n, dtype=bool)
 
         def drop(cond: np.ndarray, reason: str) -> None:
@@ -357,10 +357,6 @@ def _arrow_message(path: Path, exc: Exception, stats: FileStats) -> str:
 
 
 # -- column helpers -----------------------------------------------------------------------------------------
-def _coordinates(batch: pa.RecordBatch, stats: FileStats) -> tuple[np.ndarray, np.ndarray]:
-    return _floats(batch.column("lat")), _floats(batch.column("lon"))
-
-
 def _floats(col: pa.Array) -> np.ndarray:
     if not pa.types.is_floating(col.type):
         try:
