@@ -189,3 +189,18 @@ def test_bad_dates_are_config_errors():
         ObservationFilter(date_from="2015/01/01")
     with pytest.raises(ConfigError, match="swap them"):
         ObservationFilter(date_from="2016-01-01", date_to="2015-01-01")
+
+
+def test_bom_crlf_quoted_header_and_semicolons(tmp_path):
+    p = tmp_path / "excel.csv"
+    p.write_bytes(b'\xef\xbb\xbf"latitude","longitude","name, full"\r\n40.1,-100.2,"Puma concolor"\r\n'
+                  b'41,-101,"Ursus, americanus"\r\n')
+    reader, lat, _, names, _, _ = _read_all([p], ReadOptions(columns=ColumnOverrides(species="name, full")))
+    assert list(names) == ["Puma concolor", "Ursus, americanus"] and lat.tolist() == [40.1, 41.0]
+    q = tmp_path / "semi.csv"
+    q.write_text("latitude;longitude;species\n40,-100;-100,5;A a\n40.5;-100.5;B b\n")
+    with pytest.raises(ObservationError, match="numeric column holds text"):
+        list(ObservationReader([q]))  # decimal commas are refused, not misread
+    q.write_text("latitude;longitude;species\n40.5;-100.5;B b\n")
+    reader, *_ = _read_all([q])
+    assert reader.kept == 1 and reader.files[0].columns["species"] == "species"

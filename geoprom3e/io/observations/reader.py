@@ -6,6 +6,7 @@ shared by every file, optional weights), so 10M+ records never sit in memory as 
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 from collections import Counter
@@ -222,7 +223,7 @@ def _text_batches(path: Path, options: ReadOptions, stats: FileStats, gzipped: b
     header_line = _first_line(path, gzipped)
     delimiter = "\t" if "\t" in header_line else (";" if header_line.count(";") > header_line.count(",") else ",")
     stats.format = ("tsv" if delimiter == "\t" else "csv") + ("+gzip" if gzipped else "")
-    header = [h.strip().strip('"') for h in header_line.split(delimiter)]
+    header = [h.strip() for h in next(csv.reader([header_line], delimiter=delimiter))]
     cols = resolve_columns(header, options.roles(), options.columns, f"file {str(path)!r}")
     stats.columns = cols
     types = {cols["lat"]: pa.float64(), cols["lon"]: pa.float64(), cols["species"]: _DICT}
