@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from geoprom3e._version import __version__
 from geoprom3e.errors import OutputError
 from geoprom3e.grid.spec import GridSpec
 from geoprom3e.io.layers import NODATA, LayerInfo, check_layers
@@ -101,7 +102,8 @@ def write_maps(
         layers: name → array; NaN (or cells outside ``grid.mask()``) is written as no-data.
         basename: file stem: ``<basename>.tif``, ``.qml``, ``.nc``, ``<basename>_<layer>.png``, ``.manifest.json``.
         info: per-layer long name, units and colour map.
-        attrs: dataset-level metadata (GeoTIFF tags, NetCDF global attributes), e.g. method and σ.
+        attrs: dataset-level metadata (GeoTIFF tags, NetCDF global attributes), e.g. method and σ;
+            ``software`` (package version) and ``grid_name`` are added.
         overwrite: replace existing outputs; without it existing outputs raise :class:`OutputError`.
         png: also write one PNG quicklook per layer.
         manifest: run facts (see :func:`geoprom3e.io.manifest.build_manifest`); ``outputs`` is filled in.
@@ -123,9 +125,10 @@ def write_maps(
     folder = outputs.geotiff.parent
     stage = Path(tempfile.mkdtemp(prefix=f".{basename}.staging-", dir=folder))
     timings: dict[str, float] = {}
+    tags = {"software": f"geoprom3e {__version__}", "grid_name": grid.name, **dict(attrs or {})}
     try:
         t = time.perf_counter()
-        write_cog(stage / outputs.geotiff.name, grid, arrays, info=info, tags=attrs, nodata=nodata)
+        write_cog(stage / outputs.geotiff.name, grid, arrays, info=info, tags=tags, nodata=nodata)
         first = next(iter(arrays))
         li = info.get(first, LayerInfo())
         (stage / outputs.qml.name).write_text(
@@ -133,7 +136,7 @@ def write_maps(
         )
         timings["write_geotiff"] = time.perf_counter() - t
         t = time.perf_counter()
-        write_netcdf(stage / outputs.netcdf.name, grid, arrays, info=info, attrs=attrs, nodata=nodata)
+        write_netcdf(stage / outputs.netcdf.name, grid, arrays, info=info, attrs=tags, nodata=nodata)
         timings["write_netcdf"] = time.perf_counter() - t
         t = time.perf_counter()
         for name, path in outputs.pngs.items():

@@ -416,7 +416,9 @@ def write_diversity_map(
     )
     outputs = write_maps(
         out_dir, grid, result.layers, basename=basename, info=diversity_layer_info(settings, grid, weighted),
-        attrs=diversity_attrs(settings, grid, weighted), overwrite=overwrite, png=png, manifest=manifest,
+        attrs={**diversity_attrs(settings, grid, weighted), "inputs": ", ".join(Path(p).name for p in paths),
+               "records_kept": result.counts["records_kept"]},
+        overwrite=overwrite, png=png, manifest=manifest,
         settings=recipe,
     )
     result.timings["total"] = time.perf_counter() - t0

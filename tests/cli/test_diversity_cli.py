@@ -40,6 +40,8 @@ def test_diversity_map_on_real_data(tmp_path, real_obs):
     with rasterio.open(out / "diversity.tif") as ds:
         assert ds.descriptions == ("shannon", "richness", "shannon_raw", "richness_raw", "n_records")
         assert ds.tags()["sigma"] == "2.0" and ds.tags()["sigma_units"] == "cells"
+        assert ds.tags()["software"].startswith("geoprom3e ")
+        assert "neon_birds_point_counts.csv.gz" in ds.tags()["inputs"]
     manifest = json.loads((out / "diversity.manifest.json").read_text())
     assert manifest["counts"]["records_kept"] == 281996
     assert len(manifest["inputs"]) == 2 and len(manifest["inputs"][0]["sha256"]) == 64
