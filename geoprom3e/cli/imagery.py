@@ -69,11 +69,23 @@ def fetch_chips_cmd(grid, cells_csv, bbox, no_mask, stac_url, collection, window
         assets=tuple(a.strip() for a in assets.split(",") if a.strip()), chip_size=chip_size,
         resolution=resolution, selection=selection, median_k=median_k,
         scl_asset=None if no_scl_check else _D.scl_asset, max_chip_cloud=max_chip_cloud, signing=signing)
-    with tqdm(unit="chip", desc="chips", dynamic_ncols=True, smoothing=0.1) as bar:
+    bars: list = []  # the bar appears once the store is open and the cell count known
+
+    def start(n: int) -> None:
+        bars.append(tqdm(total=n, unit="chip", desc="chips", dynamic_ncols=True, smoothing=0.1))
+
+    try:
         summary = fetch_chips(request, out, grid=grid, cells_csv=cells_csv, bbox=tuple(bbox) if bbox else None,
                               masked=not no_mask, threads=threads, block_size=block_size, overwrite=overwrite,
-                              retry_no_scene=retry_no_scene, progress=bar.update,
-                              on_start=lambda n: setattr(bar, "total", n) or bar.refresh())
+                              retry_no_scene=retry_no_scene, progress=lambda k: bars and bars[0].update(k),
+                              on_start=start)
+    except BaseException:
+        for b in bars:  # wipe the bar so the error stays one line
+            b.leave = False
+            b.close()
+        raise
+    for b in bars:
+        b.close()
     c = summary.counts
     click.echo(f"{summary.store}: {c['done']}/{summary.cells} cells done, {c['failed']} failed, "
                f"{c['no_scene']} without a scene; {summary.fetched} fetched in {summary.seconds:.1f}s "

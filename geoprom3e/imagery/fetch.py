@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geoprom3e.errors import OutputError
+from geoprom3e.errors import GeoProm3eError, OutputError
 from geoprom3e.imagery.block import DONE, FAILED, NO_SCENE, PENDING, fetch_chip_block
 from geoprom3e.imagery.reads import ReadSettings
 from geoprom3e.imagery.request import ImageryRequest
@@ -113,6 +113,25 @@ def write_contact_sheet(store: ChipStore, path: Path, n: int = 36, seed: int = 0
     return path
 
 
+def _fetch_blocks(request, store, todo_mask, source, signer, settings, threads, progress, max_blocks, totals):
+    n = len(store.cell_id)
+    with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="chip") as pool:
+        for b0 in range(0, n, store.block_size):
+            idx = b0 + np.nonzero(todo_mask[b0:b0 + store.block_size])[0]
+            if not idx.size:
+                continue
+            if max_blocks is not None and totals["blocks"] >= max_blocks:
+                break
+            block = fetch_chip_block(request, store.lat[idx], store.lon[idx], source=source, signer=signer,
+                                     settings=settings, executor=pool, progress=progress)
+            store.write_block(idx, block)
+            totals["blocks"] += 1
+            for k in ("search_requests", "reads", "retries"):
+                totals[k] += block.stats[k]
+            log.info("block %d: %d/%d done (%d search, %d reads, %.1fs)", b0 // store.block_size, block.n_done,
+                     idx.size, block.stats["search_requests"], block.stats["reads"], block.stats["seconds"])
+
+
 def fetch_chips_to_zarr(request: ImageryRequest, cell_ids, lats, lons, out: str | Path, *,
                         block_size: int = 256, threads: int = 16, overwrite: bool = False,
                         retry_no_scene: bool = False, source: ItemSource | None = None,
@@ -135,7 +154,9 @@ def fetch_chips_to_zarr(request: ImageryRequest, cell_ids, lats, lons, out: str 
     out = Path(out)
     if out.exists() and overwrite:
         shutil.rmtree(out) if out.is_dir() else out.unlink()
-    if out.exists():
+    source = source or open_source(request)  # unreachable API / unknown collection: fail before touching out
+    created = not out.exists()
+    if not created:
         store = ChipStore(out)
         store.check_matches(request, cell_ids)
         log.info("resuming %s: %s", out, store.summary())
@@ -150,26 +171,16 @@ def fetch_chips_to_zarr(request: ImageryRequest, cell_ids, lats, lons, out: str 
     skipped = int((~todo_mask).sum())
     if progress and skipped:
         progress(skipped)
-    source = source or open_source(request)
     signer = Signer(request.signing)
     settings = settings or ReadSettings()
     totals = {"search_requests": 0, "reads": 0, "retries": 0, "blocks": 0}
     n = len(store.cell_id)
-    with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="chip") as pool:
-        for b0 in range(0, n, store.block_size):
-            idx = b0 + np.nonzero(todo_mask[b0:b0 + store.block_size])[0]
-            if not idx.size:
-                continue
-            if max_blocks is not None and totals["blocks"] >= max_blocks:
-                break
-            block = fetch_chip_block(request, store.lat[idx], store.lon[idx], source=source, signer=signer,
-                                     settings=settings, executor=pool, progress=progress)
-            store.write_block(idx, block)
-            totals["blocks"] += 1
-            for k in ("search_requests", "reads", "retries"):
-                totals[k] += block.stats[k]
-            log.info("block %d: %d/%d done (%d search, %d reads, %.1fs)", b0 // store.block_size, block.n_done,
-                     idx.size, block.stats["search_requests"], block.stats["reads"], block.stats["seconds"])
+    try:
+        _fetch_blocks(request, store, todo_mask, source, signer, settings, threads, progress, max_blocks, totals)
+    except GeoProm3eError:
+        if created and totals["blocks"] == 0:  # a run-wide error before anything landed: leave no empty store
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     fetched = int(todo_mask.sum()) if max_blocks is None else None
     counts = store.summary()
     summary = FetchSummary(

@@ -6,6 +6,8 @@ import dataclasses
 import datetime as _dt
 import json
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from geoprom3e.errors import ConfigError
 
@@ -60,6 +62,7 @@ class ImageryRequest:
             object.__setattr__(self, "assets", tuple(self.assets))
         if not self.stac_url:
             raise ConfigError("stac_url is empty: give a STAC API URL or a path to a static catalog.json")
+        object.__setattr__(self, "stac_url", normalize_stac_url(self.stac_url))
         if not self.collection:
             raise ConfigError("collection is empty: e.g. --collection sentinel-2-l2a")
         parse_datetime_window(self.datetime)
@@ -116,6 +119,17 @@ class ImageryRequest:
     def replace(self, **changes) -> ImageryRequest:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+
+def normalize_stac_url(url: str) -> str:
+    """An API URL unchanged; a static catalogue (``file://...``, a path, a folder) as an absolute catalog.json path,
+    so the same catalogue always gives the same request (and a store resumes from any working folder)."""
+    u = urlparse(url)
+    if u.scheme not in ("", "file") and not (len(u.scheme) == 1 and url[1:3] in (":\\", ":/")):
+        return url
+    p = Path(unquote(u.path) if u.scheme == "file" else url).expanduser()
+    p = p / "catalog.json" if p.is_dir() else p
+    return str(p.resolve())
 
 
 def _parse_instant(text: str, end: bool) -> _dt.datetime:

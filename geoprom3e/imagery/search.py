@@ -18,7 +18,7 @@ import numpy as np
 import shapely
 
 from geoprom3e.errors import ConfigError, ImageryError
-from geoprom3e.imagery.request import ImageryRequest, parse_datetime_window, stac_datetime
+from geoprom3e.imagery.request import ImageryRequest, normalize_stac_url, parse_datetime_window, stac_datetime
 from geoprom3e.imagery.scenes import SceneItem, sort_scenes
 
 log = logging.getLogger(__name__)
@@ -196,8 +196,7 @@ def is_static_catalog(url: str) -> bool:
 
 def catalog_path(url: str) -> Path:
     """Local path of a static catalogue URL; a folder means its ``catalog.json``."""
-    p = Path(urlparse(url).path) if url.startswith("file://") else Path(url)
-    return p / "catalog.json" if p.is_dir() else p
+    return Path(normalize_stac_url(url))
 
 
 def open_source(request: ImageryRequest, **kwargs) -> ItemSource:
