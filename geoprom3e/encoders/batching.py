@@ -62,12 +62,15 @@ class _Chunks(torch.utils.data.Dataset):
         done, good, failed = [], [], []
         for j in range(lo, hi):
             try:
-                good.append(self.pre.batch([self.items[j]]))
+                one = self.pre(self.items[j]) if hasattr(self.pre, "collate") else self.pre.batch([self.items[j]])
+                good.append(one)
                 done.append(j)
             except GeoProm3eError as exc:
                 failed.append((j, str(exc)))
         if not good:
             return [], None, failed
+        if hasattr(self.pre, "collate"):
+            return done, self.pre.collate(good), failed
         if isinstance(good[0], dict):
             batch = {k: torch.cat([g[k] for g in good]) for k in good[0]}
         else:

@@ -44,12 +44,15 @@ class SatEncoder(FrozenEncoder):
 
     modality = "sat"
 
-    def __init__(self, vision: torch.nn.Module, info: EncoderInfo, *, reflectance_max: float = 2000.0, **kw: Any):
+    def __init__(self, vision: torch.nn.Module, info: EncoderInfo, *, reflectance_max: float = 2000.0,
+                 resize_on_device: bool | None = None, **kw: Any):
         kw.setdefault("batch_size_cpu", 32)
         kw.setdefault("batch_size_gpu", 256)
         kw.setdefault("channels_last", True)
         super().__init__(_ImageEmbeds(vision), info, **kw)
-        self.preprocessor = ChipPreprocessor(reflectance_max=reflectance_max)
+        # on a GPU, ship native uint8 chips and resize there (the CPU workers were the bottleneck)
+        on_dev = self.device.type == "cuda" if resize_on_device is None else resize_on_device
+        self.preprocessor = ChipPreprocessor(reflectance_max=reflectance_max, resize_on_device=on_dev)
 
     def items(self, raw: Any) -> Any:
         """A [B, 3, H, W] array is B chips; one chip or one path is a list of one."""

@@ -58,8 +58,26 @@ class ImageTransform:
         img = img.crop((left, top, left + self.crop, top + self.crop))
         return torch.from_numpy(np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)))
 
+    def resize_crop_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] (any dtype) → shorter side ``resize`` (bicubic, antialiased) → centre ``crop``, as float32.
+
+        The on-device twin of :meth:`crop_uint8` (torch's bicubic kernel differs slightly from PIL's).
+        """
+        h, w = x.shape[-2:]
+        s = self.resize / min(h, w)
+        nh, nw = max(self.crop, round(h * s)), max(self.crop, round(w * s))
+        y = torch.nn.functional.interpolate(x.float(), size=(nh, nw), mode="bicubic", antialias=True,
+                                            align_corners=False).clamp_(0, 255)
+        top, left = (nh - self.crop) // 2, (nw - self.crop) // 2
+        return y[..., top : top + self.crop, left : left + self.crop]
+
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 [..., 3, H, W] → float32 scaled to [0, 1] and normalised per channel (on ``x``'s device)."""
+        """uint8 [..., 3, H, W] → float32 scaled to [0, 1] and normalised per channel (on ``x``'s device).
+
+        Inputs larger than ``crop`` (native chips shipped as they are) are resized and cropped here first.
+        """
+        if tuple(x.shape[-2:]) != (self.crop, self.crop):
+            x = self.resize_crop_tensor(x if x.ndim == 4 else x[None])
         mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(3, 1, 1)
         std = torch.tensor(self.std, dtype=torch.float32, device=x.device).view(3, 1, 1)
         return (x.float() / 255.0 - mean) / std
@@ -141,9 +159,12 @@ class ChipPreprocessor:
     """Reflectance DN mapped to 255 when a chip is not already 8-bit."""
     bands: tuple[int, int, int] = (1, 2, 3)
     """1-based R, G, B band indices read from GeoTIFF paths."""
+    resize_on_device: bool = False
+    """Ship chips at their native size (uint8) and resize/crop on the encoder's device (GPU): workers then only
+    convert. Batches whose chips differ in size fall back to resizing on the CPU."""
 
     def __call__(self, item: Any) -> torch.Tensor:
-        """One chip → tensor."""
+        """One chip → uint8 tensor (224 px, or native size with ``resize_on_device``)."""
         if isinstance(item, (str, Path)):
             suffix = Path(item).suffix.lower()
             if suffix in (".tif", ".tiff"):
@@ -155,15 +176,22 @@ class ChipPreprocessor:
         else:
             arr = item
         rgb = chip_to_rgb_uint8(arr, self.reflectance_max)
+        if self.resize_on_device:
+            return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
         return self.transform.crop_uint8(Image.fromarray(rgb, mode="RGB"))
 
     def collate(self, items: list[torch.Tensor]) -> torch.Tensor:
-        """Stack into a batch."""
+        """Stack into a batch; chips of different native sizes are resized on the CPU first."""
+        if len({tuple(t.shape) for t in items}) > 1:
+            crop = self.transform.crop
+            items = [t if tuple(t.shape[-2:]) == (crop, crop) else
+                     self.transform.crop_uint8(Image.fromarray(t.numpy().transpose(1, 2, 0), mode="RGB"))
+                     for t in items]
         return stack(items)
 
     def batch(self, items: list[Any]) -> torch.Tensor:
         """Preprocess and stack a list of raw items."""
-        return stack([self(x) for x in items])
+        return self.collate([self(x) for x in items])
 
 
 @dataclass(frozen=True)

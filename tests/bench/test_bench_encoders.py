@@ -25,8 +25,9 @@ from .benchutil import bench_device, sync, write_results
 pytestmark = pytest.mark.bench
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-CHIPS = SHARED / "sentinel2_l2a_chips_california_fires" / "post_fire"
-PHOTOS = SHARED / "species_photos_open_license"
+# overridable so a GPU machine without ../shared can be pointed at copies
+CHIPS = Path(os.environ.get("GEOPROM3E_BENCH_CHIPS", SHARED / "sentinel2_l2a_chips_california_fires" / "post_fire"))
+PHOTOS = Path(os.environ.get("GEOPROM3E_BENCH_PHOTOS", SHARED / "species_photos_open_license"))
 
 
 def _chip_arrays(n: int) -> list[np.ndarray]:

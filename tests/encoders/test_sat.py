@@ -55,3 +55,15 @@ def test_chip_with_too_few_bands(tmp_path):
         ds.write(np.zeros((1, 4, 4), np.uint8))
     with pytest.raises(InputError, match="one_band.tif"):
         read_chip(p)
+
+
+def test_resize_on_device_matches_cpu_resize(small_weights, chips):
+    from geoprom3e.encoders import encode_batches
+
+    cpu = get_encoder("sat", weights=small_weights["sat"], device="cpu")
+    dev = get_encoder("sat", weights=small_weights["sat"], device="cpu", resize_on_device=True)
+    arrays = [read_chip(c) for c in chips[:3]] + [np.full((3, 300, 260), 90, np.uint8)]  # mixed native sizes
+    assert dev.preprocess(arrays[:2]).shape == (2, 3, 225, 225)  # shipped native, uint8
+    a = encode_batches(cpu, arrays, batch_size=4).embeddings
+    b = encode_batches(dev, arrays, batch_size=4, num_workers=1).embeddings
+    assert np.isfinite(b).all() and (a * b).sum(axis=1).min() > 0.99
