@@ -47,7 +47,7 @@ def write_cog(
         with mem.open() as src:
             rasterio.shutil.copy(
                 src, str(path), driver="COG", compress=compress, blocksize=blocksize, predictor="YES",
-                overview_resampling="AVERAGE", BIGTIFF="IF_SAFER",
+                overview_resampling="AVERAGE", BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS",
             )
     return Path(path)
 

@@ -28,7 +28,7 @@ class LayerInfo:
 
 
 def check_layers(grid_shape: tuple[int, int], layers: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Validate names and shapes; return float32 copies with NaN as no-data."""
+    """Validate names and shapes; return float32 arrays (views when already float32) with NaN as no-data."""
     if not layers:
         raise OutputError("no layers to write: pass at least one named [rows, cols] array")
     out = {}
@@ -38,5 +38,5 @@ def check_layers(grid_shape: tuple[int, int], layers: Mapping[str, np.ndarray]) 
         a = np.asarray(arr)
         if a.shape != tuple(grid_shape):
             raise OutputError(f"layer {name!r} has shape {a.shape}, the grid is {tuple(grid_shape)}: pass [rows, cols]")
-        out[name] = a.astype(np.float32, copy=True)
+        out[name] = a.astype(np.float32, copy=False)  # writers never modify their inputs
     return out

@@ -13,8 +13,9 @@ from geoprom3e._version import __version__
 from geoprom3e.grid.spec import GridSpec
 from geoprom3e.io.layers import NODATA, LayerInfo, check_layers
 
-#: Projected grids get 2-D lat/lon auxiliary coordinates up to this many cells (CF recommends them).
-AUX_LATLON_MAX_CELLS = 20_000_000
+#: Projected grids get 2-D lat/lon auxiliary coordinates up to this many cells (CF recommends them; on
+#: larger grids they would dominate the file, and the grid mapping alone fixes every cell's position).
+AUX_LATLON_MAX_CELLS = 4_000_000
 
 
 def build_dataset(

@@ -33,6 +33,22 @@ def _state_lines(crs: str) -> list[np.ndarray]:
     return lines
 
 
+def block_mean(a: np.ndarray, max_side: int) -> np.ndarray:
+    """NaN-aware mean over k × k blocks so that neither side exceeds ``max_side`` (k = 1: unchanged)."""
+    k = int(np.ceil(max(a.shape) / max_side))
+    if k <= 1:
+        return a
+    rows, cols = -(-a.shape[0] // k) * k, -(-a.shape[1] // k) * k
+    padded = np.full((rows, cols), np.nan, dtype=np.float32)
+    padded[: a.shape[0], : a.shape[1]] = a
+    blocks = padded.reshape(rows // k, k, cols // k, k)
+    finite = np.isfinite(blocks)
+    count = finite.sum(axis=(1, 3))
+    total = np.where(finite, blocks, 0.0).sum(axis=(1, 3), dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan).astype(np.float32)
+
+
 def write_png(
     path: str | Path,
     grid: GridSpec,
@@ -43,8 +59,13 @@ def write_png(
     cmap: str = "viridis",
     outlines: bool = True,
     dpi: int = 120,
+    max_side: int = 1400,
 ) -> Path:
-    """Draw ``array`` ([rows, cols], NaN = no data) on ``grid`` with state outlines and a colour bar."""
+    """Draw ``array`` ([rows, cols], NaN = no data) on ``grid`` with state outlines and a colour bar.
+
+    Arrays longer than ``max_side`` cells on a side are first averaged in blocks (NaN-aware), since the
+    figure has about that many pixels anyway.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -58,7 +79,7 @@ def write_png(
     height_ratio = (n - s) * aspect / (e - w)
     fig = Figure(figsize=(9, max(2.5, min(9, 9 * height_ratio + 1.0))), dpi=dpi)
     ax = fig.add_subplot(1, 1, 1)
-    data = np.ma.masked_invalid(np.asarray(array, dtype=np.float32))
+    data = np.ma.masked_invalid(block_mean(np.asarray(array, dtype=np.float32), max_side))
     finite = data.compressed()
     vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     if vmin == vmax:
