@@ -127,3 +127,15 @@ def test_bad_layers_and_unwritable_folder(tmp_path):
         write_maps(blocker / "sub", grid, _layers(grid))
     with pytest.raises(OutputError, match="is a file, not a folder"):
         write_maps(blocker, grid, _layers(grid))
+
+
+def test_block_mean_for_quicklooks():
+    from geoprom3e.io.quicklook import block_mean
+
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    a[0, 0] = np.nan
+    assert block_mean(a, 10) is a
+    out = block_mean(a, 2)  # k = 2, padded to 4 x 4
+    assert out.shape == (2, 2)
+    assert out[0, 0] == pytest.approx((1 + 4 + 5) / 3) and out[1, 1] == pytest.approx((10 + 11) / 2)
+    assert np.isnan(block_mean(np.full((5, 5), np.nan, np.float32), 2)).all()

@@ -138,3 +138,23 @@ def test_settings_and_attrs():
     attrs = diversity_attrs(DiversitySettings(), get_grid(G), False)
     assert attrs["sigma_units"] == "cells" and "anisotropic" in attrs["sigma_note"]
     assert "sigma_note" not in diversity_attrs(DiversitySettings(), get_grid("usa-5km-albers"), False)
+
+
+@pytest.mark.slow
+def test_dense_albers_grid_end_to_end(tmp_path):
+    """usa-1km-albers (13.4M cells): the writers stay within time and memory on the densest preset."""
+    import time
+
+    import rasterio
+    from rio_cogeo.cogeo import cog_validate
+
+    from geoprom3e.maps.diversity import write_diversity_map
+
+    path = shared_path("data", "inat_butterflies_western_us", "iNat_utah.csv")
+    t = time.perf_counter()
+    run = write_diversity_map([path], tmp_path, get_grid("usa-1km-albers"))
+    assert time.perf_counter() - t < 120
+    assert cog_validate(str(run.outputs.geotiff))[0]
+    with rasterio.open(run.outputs.geotiff) as ds:
+        assert ds.crs.to_epsg() == 5070 and ds.shape == (2910, 4620)
+        assert np.nansum(ds.read(5, masked=True)) == run.result.counts["records_kept"]
