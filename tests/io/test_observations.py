@@ -204,3 +204,15 @@ def test_bom_crlf_quoted_header_and_semicolons(tmp_path):
     q.write_text("latitude;longitude;species\n40.5;-100.5;B b\n")
     reader, *_ = _read_all([q])
     assert reader.kept == 1 and reader.files[0].columns["species"] == "species"
+
+
+def test_truncated_gzip_and_ragged_rows(tmp_path):
+    src = shared_path("data", "neon_breeding_birds", "neon_birds_point_counts.csv.gz")
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(src.read_bytes()[:1_500_000])
+    with pytest.raises(ObservationError, match="cannot be read .*check that it is complete"):
+        list(ObservationReader([cut]))
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("latitude,longitude,species\n40,-100,A a\n41,-101,B b,extra\n")
+    with pytest.raises(ObservationError, match="Expected 3 columns, got 4.*check the delimiter"):
+        list(ObservationReader([ragged]))

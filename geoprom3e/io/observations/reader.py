@@ -142,6 +142,10 @@ class ObservationReader:
                     yield chunk
         except pa.ArrowInvalid as exc:
             raise ObservationError(_arrow_message(path, exc, stats)) from None
+        except (OSError, EOFError, pa.ArrowException) as exc:  # truncated gzip, unreadable file, ...
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ObservationError(f"file {str(path)!r} cannot be read ({msg}): check that it is complete "
+                                   "(re-download or re-export it)") from None
         if bad.count and not self.options.filters.drop_invalid_coordinates:
             raise ObservationError(bad.message(path, stats))
         log.info("%s: %d records read, %d kept, dropped %s", path, stats.rows, stats.kept, dict(stats.dropped))
