@@ -1,4 +1,4 @@
-"""Maps: diversity and richness from observations, smoothing (and, from other modules, species/uncertainty).
+"""Maps: diversity and richness from observations, smoothing, species similarity, uncertainty, comparisons.
 
 Names are imported lazily so ``geoprom3e.maps.<module>`` stays cheap to import.
 """
@@ -18,6 +18,12 @@ _EXPORTS = {
     "write_diversity_map": "geoprom3e.maps.diversity",
     "SMOOTHING_METHODS": "geoprom3e.maps.smoothing",
     "smooth": "geoprom3e.maps.smoothing",
+    # maps from the ProM3E embedding cache (other modules of this package)
+    "similarity_maps": "geoprom3e.maps.species",
+    "uncertainty_layers": "geoprom3e.maps.uncertainty",
+    "Comparison": "geoprom3e.maps.compare",
+    "compare_rasters": "geoprom3e.maps.compare",
+    "read_band": "geoprom3e.maps.compare",
 }
 
 __all__ = sorted(_EXPORTS)
