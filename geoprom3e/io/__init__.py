@@ -25,6 +25,10 @@ _EXPORTS = {
     "write_maps": "geoprom3e.io.maps",
     "write_netcdf": "geoprom3e.io.netcdf",
     "write_png": "geoprom3e.io.quicklook",
+    "ColumnOverrides": "geoprom3e.io.observations",
+    "ObservationFilter": "geoprom3e.io.observations",
+    "ObservationReader": "geoprom3e.io.observations",
+    "ReadOptions": "geoprom3e.io.observations",
 }
 
 __all__ = sorted(_EXPORTS)
