@@ -28,3 +28,34 @@ def shared_dir() -> Path:
 def prom3e_fixture_dir() -> Path:
     """Reference outputs of the published ProM3E implementation."""
     return shared_path("fixtures", "prom3e_reference")
+
+
+@pytest.fixture(scope="session")
+def pgstac_api():
+    """One real pgstac STAC API on 127.0.0.1 for the whole session (each test gets its own collection)."""
+    from geoprom3e.testing.pgstac import PgStacServer, pgstac_available
+
+    reason = pgstac_available()
+    if reason:
+        pytest.skip(f"local STAC API unavailable: {reason}")
+    with PgStacServer() as api:
+        yield api
+
+
+@pytest.fixture
+def stack(pgstac_api):
+    """Factory: ``stack(root, faults)`` -> a started LocalStacStack with its own collection on the shared API."""
+    import uuid
+
+    from geoprom3e.testing.stac import LocalStacStack
+
+    started = []
+
+    def make(root, faults=None):
+        s = LocalStacStack(root, faults, collection=f"s2-{uuid.uuid4().hex[:8]}", api=pgstac_api).start()
+        started.append(s)
+        return s
+
+    yield make
+    for s in started:
+        s.stop()

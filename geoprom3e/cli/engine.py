@@ -78,6 +78,7 @@ def _fuse(visible: str, n_samples: int, seed: int):  # noqa: ANN202
 @click.option("--collection", default=None, help="STAC collection [default: sentinel-2-l2a].")
 @click.option("--datetime", "datetime_", default=None, help="Date window A/B [default: 2020-05-01/2020-09-30].")
 @click.option("--max-cloud", default=None, type=float, help="Scene cloud limit in percent [default: 20].")
+@click.option("--chip-size", default=None, type=int, help="Chip side in pixels [default: 256].")
 @click.option("--threads", default=16, show_default=True, type=int, help="Concurrent chip reads per process.")
 @click.option("--covariates", default=None, type=click.Path(path_type=str),
               help="WorldClim 2.1 stack or folder (elevation, bio1..bio19) for env.")
@@ -90,8 +91,8 @@ def _fuse(visible: str, n_samples: int, seed: int):  # noqa: ANN202
 @click.option("--workers", default=None, type=int, help="Run chunks on a local Dask cluster of N processes.")
 @click.option("--max-chunks", default=None, type=int, help="Stop after N chunks (a quick look; resume later).")
 def embed_grid_cmd(grid_name, bbox, shape, res, crs, mask, modalities, cache, chunk_size, stac_url, collection,  # noqa: ANN001, PLR0913
-                   datetime_, max_cloud, threads, covariates, sat_weights, loc_weights, env_weights, weights_dir,
-                   device, scheduler, workers, max_chunks) -> None:
+                   datetime_, max_cloud, chip_size, threads, covariates, sat_weights, loc_weights, env_weights,
+                   weights_dir, device, scheduler, workers, max_chunks) -> None:
     """Fetch, encode and cache every cell's embeddings for a grid (the expensive step, done once).
 
     Each chunk of cells is gathered (locations, Sentinel-2 chips via one STAC search per chunk, covariates),
@@ -108,7 +109,7 @@ def embed_grid_cmd(grid_name, bbox, shape, res, crs, mask, modalities, cache, ch
     grid = grid_from_cli(grid_name, bbox, shape, res, crs, mask)
     cache = cache or default_cache(grid.name)
     inputs = build_inputs(modalities, stac_url=stac_url, collection=collection, datetime=datetime_,
-                          max_cloud=max_cloud, threads=threads, covariates=covariates,
+                          max_cloud=max_cloud, chip_size=chip_size, threads=threads, covariates=covariates,
                           weights={"sat": sat_weights, "loc": loc_weights, "env": env_weights},
                           weights_dir=weights_dir, device=device)
     update, close = _bar("embed-grid")

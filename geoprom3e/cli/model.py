@@ -50,6 +50,17 @@ def infer_cmd(
     click.echo(f"wrote {path}")
 
 
+@model_group.command("selfcheck")
+@click.option("--out", default="selfcheck-out", show_default=True, type=click.Path(path_type=str),
+              help="Folder for the saved checkpoint.")
+def selfcheck(out: str) -> None:
+    """Build a default-size ProM3E (27.3 M parameters), save it, reload it, run inference, print figures."""
+    from geoprom3e.model.report import self_check
+
+    for k, v in self_check(out).items():
+        click.echo(f"{k:<22} {v}")
+
+
 def register(group: click.Group) -> None:
     """Attach the ``model`` commands."""
     group.add_command(model_group)

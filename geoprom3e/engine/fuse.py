@@ -65,7 +65,7 @@ def fuse_grid(
 ) -> str:
     """Run ProM3E on every committed chunk of the cache; returns the fused group name (resumable)."""
     vis = parse_modalities(list(settings.visible), model.config.num_modalities)
-    dec = parse_modalities(list(settings.decode), model.config.num_modalities)
+    dec = parse_modalities(list(settings.decode), model.config.num_modalities) if settings.decode else []
     names = [MODALITIES[i] for i in vis]
     have = [m for m in names if m in cache.modalities()]
     if not have:

@@ -24,6 +24,7 @@ def build_inputs(
     collection: str | None = None,
     datetime: str | None = None,
     max_cloud: float | None = None,
+    chip_size: int | None = None,
     threads: int = 16,
     covariates: str | None = None,
     weights: Mapping[str, str | None] | None = None,
@@ -44,7 +45,7 @@ def build_inputs(
             from geoprom3e.imagery import ImageryRequest
 
             req = {k: v for k, v in {"stac_url": stac_url, "collection": collection, "datetime": datetime,
-                                     "max_cloud": max_cloud}.items() if v is not None}
+                                     "max_cloud": max_cloud, "chip_size": chip_size}.items() if v is not None}
             kw.update(request=ImageryRequest(**req), threads=threads)
         if m == "env":
             if not covariates:
