@@ -10,8 +10,8 @@ never a reconstruction target for that row. Accepted inputs:
 * Parquet with one list-of-512-floats column per modality (null = missing), optionally ``present_<modality>``;
 * in Python: such a dict, an array [N, M, 512], or an :class:`EmbeddingSet`.
 
-Rows are L2-normalised on load (as the TaxaBind encoders output them). NaN or inf in a present modality is
-an error unless ``on_nan="absent"`` marks those entries missing.
+Rows are L2-normalised on load (as the TaxaBind encoders output them). An all-zero vector means "missing".
+NaN or inf in a present modality is an error unless ``on_nan="absent"`` marks those entries missing.
 """
 
 from __future__ import annotations
@@ -197,11 +197,9 @@ def _finish(
     emb[~present] = 0.0
     norms = np.linalg.norm(emb, axis=2)
     zero = (norms == 0) & present
-    if zero.any():
-        raise InputError(
-            f"{source}: all-zero embeddings marked present at rows {_fmt(np.flatnonzero(zero.any(axis=1)))}: "
-            "mark them missing in the presence mask"
-        )
+    if zero.any():  # an all-zero vector cannot be an encoder output: it marks a missing entry
+        log.info("%s: %d all-zero embeddings treated as missing", source, int(zero.sum()))
+        present &= ~zero
     empty = np.flatnonzero(~present.any(axis=1))
     if len(empty):
         raise InputError(f"{source}: rows {_fmt(empty)} have no modality at all: drop them")

@@ -109,7 +109,8 @@ class TrainSpec:
     keep_checkpoints: int = 2
     """Epoch checkpoints to keep (the newest ones); older ones are deleted."""
     num_threads: int = 0
-    """CPU threads for torch (0 leaves torch's default)."""
+    """CPU threads for torch during the run (0 leaves torch's default; 1 is fastest for small models on a
+    busy machine, where oversubscribed threads can be many times slower)."""
     log_every: int = 10
     """Steps between progress reports."""
 

@@ -111,10 +111,20 @@ def train(
         progress: callback receiving :class:`TrainProgress`.
     """
     rc = load_recipe(recipe, overrides)
+    threads = torch.get_num_threads()
+    if rc.train.num_threads:
+        torch.set_num_threads(rc.train.num_threads)
+    try:
+        return _train(rc, out_dir, data, resume, overwrite, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(
+    rc: TrainRecipe, out_dir: str | Path, data: Any, resume: bool, overwrite: bool, progress: ProgressFn | None
+) -> TrainResult:
     t = rc.train
     device = resolve_device(t.device)
-    if t.num_threads:
-        torch.set_num_threads(t.num_threads)
     out = Path(out_dir)
     ckpt_root = out / "checkpoints"
     latest = latest_checkpoint(out)

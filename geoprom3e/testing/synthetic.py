@@ -8,7 +8,10 @@ made missing at random (every row keeps at least one modality).
 
 from __future__ import annotations
 
+import functools
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -115,9 +118,26 @@ def small_recipe(**train: Any) -> dict[str, Any]:
     """A recipe dict with :data:`SMALL_MODEL`, batch 256 and a few epochs (overridable via ``train``)."""
     return {
         "model": dict(SMALL_MODEL),
-        "train": {"epochs": 3, "batch_size": 256, "lr": 1e-3, "t0": 50, "score_rows": 512, "log_every": 5, **train},
+        "train": {
+            "epochs": 3, "batch_size": 256, "lr": 1e-3, "t0": 50, "score_rows": 512, "log_every": 5,
+            "num_threads": 1, "device": "cpu", **train,
+        },
     }
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+@functools.lru_cache(maxsize=4)
+def trained_small_model(strategy: str = "miam", epochs: int = 12, n: int = 2000, seed: int = 0) -> Any:
+    """Train (once per process and arguments) a :data:`SMALL_MODEL` on :func:`make_synthetic` data.
+
+    Returns the :class:`~geoprom3e.model.train.TrainResult`; its run folder is a temporary directory.
+    """
+    from geoprom3e.model.train import train
+
+    out = Path(tempfile.mkdtemp(prefix=f"geoprom3e-{strategy}-"))
+    recipe = small_recipe(epochs=epochs, seed=seed)
+    recipe["masking"] = {"strategy": strategy}
+    return train(recipe, out / "run", data=make_synthetic(n, seed=seed).as_dict())

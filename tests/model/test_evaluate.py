@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from geoprom3e.errors import ConfigError, InputError
+from geoprom3e.model.evaluate import evaluate, markdown_table, recall_at
+from geoprom3e.testing.synthetic import make_synthetic, trained_small_model
+
+MODS = ["image", "sat", "loc", "env", "text", "audio"]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    res = trained_small_model("miam", 12)
+    out = tmp_path_factory.mktemp("eval")
+    rep = evaluate(res.model, make_synthetic(300, seed=77).as_dict(), max_rows=300, hybrid_weight=0.3, out_dir=out)
+    return rep, out
+
+
+def test_every_non_empty_subset_is_evaluated_and_written(report):
+    rep, out = report
+    assert len(rep.subsets) == 63 and rep.rows == 300 and rep.modalities == MODS
+    assert [len(s.visible) for s in rep.subsets] == sorted(len(s.visible) for s in rep.subsets)
+    data = json.loads((out / "evaluation.json").read_text())
+    assert len(data["subsets"]) == 63 and data["hybrid_weight"] == 0.3
+    md = (out / "evaluation.md").read_text().splitlines()
+    assert md[0].startswith("| image | sat | loc | env | text | audio | R@1 hidden")
+    assert sum(1 for line in md if line.startswith("| ")) == 64  # header + 63 subsets
+    full = rep.subsets[-1]
+    assert full.visible == MODS and full.recall_masked is None and full.hybrid == {}
+    assert md[2 + 62].startswith("| ✓ | ✓ | ✓ | ✓ | ✓ | ✓ | — |")
+
+
+def test_more_visible_modalities_retrieve_better(report):
+    rep, _ = report
+    by_size = {}
+    for s in rep.subsets:
+        if s.recall_masked:
+            by_size.setdefault(len(s.visible), []).append(s.recall_masked["R@1"])
+    means = [np.mean(by_size[k]) for k in sorted(by_size)]
+    assert all(a < b for a, b in zip(means, means[1:])), means
+    assert means[1] > 30 / 300  # two visible: far above chance (1/300)
+
+
+def test_gap_hybrid_and_latent_fields(report):
+    rep, _ = report
+    sat = next(s for s in rep.subsets if s.visible == ["sat"])
+    assert set(sat.modality_gap_added) == set(MODS) - {"sat"}
+    assert set(sat.latent_shift_added) == set(MODS) - {"sat"}
+    assert all(v > 0 for v in sat.latent_shift_added.values())
+    assert set(sat.hybrid) == set(MODS) - {"sat"}
+    assert set(sat.hybrid["image"]) == {"w=0", "w=0.3", "w=1"}
+    assert sat.modality_gap > 0 and np.isfinite(sat.sigma_l1)
+    assert rep.latent_gap["sat"]["sat"] == 0.0 and rep.latent_gap["sat"]["audio"] > 0
+
+
+def test_sigma_l1_is_reported_per_subset(report):
+    rep, _ = report
+    sig = {}
+    for s in rep.subsets:
+        sig.setdefault(len(s.visible), []).append(s.sigma_l1)
+    assert len(sig) == 6 and all(np.isfinite(v).all() for v in sig.values())
+
+
+def test_recall_at_counts_ranks():
+    keys = torch.eye(4)
+    queries = torch.tensor([[1.0, 0, 0, 0], [0, 0.5, 1.0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
+    r = recall_at(queries, keys, (1, 2))
+    assert r == {1: 0.75, 2: 1.0}
+
+
+def test_bad_requests(report):
+    res = trained_small_model("miam", 12)
+    data = make_synthetic(50, seed=1).as_dict()
+    with pytest.raises(ConfigError, match="hybrid weight 1.5"):
+        evaluate(res.model, data, hybrid_weight=1.5)
+    data_no_audio = {k: v for k, v in data.items() if k != "audio"}
+    with pytest.raises(InputError, match="lacks modality keys audio"):
+        evaluate(res.model, data_no_audio)
+    d = dict(data)
+    d["present"] = np.ones((50, 6), bool)
+    d["present"][:, 5] = False
+    with pytest.raises(ConfigError, match="uses audio, which the data lacks"):
+        evaluate(res.model, d, subsets=["sat,audio"])
+    rep = evaluate(res.model, d, subsets=["sat", "sat,loc"])
+    assert [s.visible for s in rep.subsets] == [["sat"], ["sat", "loc"]] and "audio" not in rep.modalities
+    assert "| ✓ |" in markdown_table(rep)
