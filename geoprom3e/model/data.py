@@ -342,9 +342,12 @@ class BatchLoader:
     def __len__(self) -> int:
         return len(self.data) // self.batch_size
 
-    def epoch(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield the batches of one epoch in a random order drawn from ``generator``."""
-        perm = torch.randperm(len(self.data), generator=generator).to(self.device)
+    def epoch(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Yield (embeddings, present, present on the CPU) for each batch of one epoch, in a random order
+        drawn from ``generator`` (the CPU copy feeds the masking strategy without a device sync)."""
+        perm = torch.randperm(len(self.data), generator=generator)
+        perm_dev = perm.to(self.device, non_blocking=True)
         for k in range(len(self)):
-            idx = perm[k * self.batch_size : (k + 1) * self.batch_size]
-            yield self._emb[idx], self._present[idx]
+            sl = slice(k * self.batch_size, (k + 1) * self.batch_size)
+            idx = perm_dev[sl]
+            yield self._emb[idx], self._present[idx], self.data.present[perm[sl]]

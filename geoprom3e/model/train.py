@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import random
 import re
 import shutil
@@ -234,15 +235,15 @@ def _train_epoch(
 ) -> dict[str, Any]:
     t = rc.train
     model.train()
-    total = kl_sum = 0.0
+    total = torch.zeros((), device=loader.device)
+    kl_sum = torch.zeros((), device=loader.device)
     visible_count = torch.zeros(rc.model.num_modalities)
     steps = len(loader)
     t0 = time.perf_counter()
-    for step, (emb, present) in enumerate(loader.epoch(gen), start=1):
-        present_cpu = present.cpu()
+    for step, (emb, present, present_cpu) in enumerate(loader.epoch(gen), start=1):
         visible = strategy.sample_visible(emb.shape[0], gen, available=present_cpu)
         visible_count += visible.sum(dim=0)
-        visible_dev = visible.to(emb.device)
+        visible_dev = visible.to(emb.device, non_blocking=True)
         with torch.autocast(device_type=emb.device.type, dtype=torch.bfloat16, enabled=use_amp):
             fwd = model(emb, visible_dev, generator=noise)
         loss = prom3e_loss(
@@ -250,25 +251,27 @@ def _train_epoch(
             scale=model.negative_scale, shift=model.negative_shift,
             lambda_kl=rc.model.lambda_kl, masked_only=t.masked_only,
         )
-        if not torch.isfinite(loss.total):
-            raise TrainingError(
-                f"loss became {float(loss.total)} at epoch {epoch + 1} step {step}: lower train.lr "
-                f"(now {t.lr}) or set train.grad_clip (now {t.grad_clip})"
-            )
         opt.zero_grad(set_to_none=True)
         loss.total.backward()
         if t.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
         opt.step()
-        total += float(loss.total.detach())
-        kl_sum += float(loss.kl.detach())
-        if progress is not None and (step % t.log_every == 0 or step == steps):
-            rate = step * loader.batch_size / max(time.perf_counter() - t0, 1e-9)
-            progress(TrainProgress(epoch + 1, t.epochs, step, steps, total / step, rate))
+        total += loss.total.detach()
+        kl_sum += loss.kl.detach()
+        if step % t.log_every == 0 or step == steps:  # read the loss back only now: no GPU sync per step
+            mean = float(total) / step
+            if not math.isfinite(mean):
+                raise TrainingError(
+                    f"loss became {mean} at epoch {epoch + 1} (by step {step}): lower train.lr "
+                    f"(now {t.lr}) or set train.grad_clip (now {t.grad_clip})"
+                )
+            if progress is not None:
+                rate = step * loader.batch_size / max(time.perf_counter() - t0, 1e-9)
+                progress(TrainProgress(epoch + 1, t.epochs, step, steps, mean, rate))
     dt = time.perf_counter() - t0
     return {
-        "train_loss": total / steps,
-        "train_kl": kl_sum / steps,
+        "train_loss": float(total) / steps,
+        "train_kl": float(kl_sum) / steps,
         "samples_per_s": steps * loader.batch_size / max(dt, 1e-9),
         "epoch_seconds": dt,
         "visible_share": (visible_count / (steps * loader.batch_size)).tolist(),

@@ -58,12 +58,39 @@ def test_gap_hybrid_and_latent_fields(report):
     assert rep.latent_gap["sat"]["sat"] == 0.0 and rep.latent_gap["sat"]["audio"] > 0
 
 
-def test_sigma_l1_is_reported_per_subset(report):
-    rep, _ = report
+def _sigma_by_size(rep):
     sig = {}
     for s in rep.subsets:
         sig.setdefault(len(s.visible), []).append(s.sigma_l1)
-    assert len(sig) == 6 and all(np.isfinite(v).all() for v in sig.values())
+    return [float(np.mean(sig[k])) for k in sorted(sig)]
+
+
+def test_sigma_l1_is_reported_per_subset(report):
+    rep, _ = report
+    means = _sigma_by_size(rep)
+    assert len(means) == 6 and all(np.isfinite(means))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="not learned under the published loss: ε is one scalar per row and every decoder starts with a "
+    "LayerNorm, so noise along a row-independent σ costs nothing; trained models keep σ the same for every "
+    "visible set (see test_decoders_ignore_a_uniform_shift_of_z)",
+)
+def test_more_visible_modalities_give_lower_sigma(report):
+    means = _sigma_by_size(report[0])
+    assert all(a > b for a, b in zip(means, means[1:])), means
+
+
+def test_decoders_ignore_a_uniform_shift_of_z():
+    res = trained_small_model("miam", 12)
+    x = torch.from_numpy(make_synthetic(64, seed=3).embeddings)
+    inf = res.model.infer(x, ["sat"], n_samples=0)
+    with torch.no_grad():
+        for dec in res.model.decoders:
+            assert torch.allclose(dec(inf.mu), dec(inf.mu + 3.0), atol=1e-4)
+    # σ hardly depends on the input: its spread across rows is a small fraction of its spread across dims
+    assert float(inf.logvar.std(dim=0).mean()) < 0.25 * float(inf.logvar.std(dim=1).mean())
 
 
 def test_recall_at_counts_ranks():
