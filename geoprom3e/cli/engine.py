@@ -13,10 +13,10 @@ from geoprom3e.cli.grids import grid_from_cli, grid_options
 
 
 def default_cache(grid_name: str) -> str:
-    """``$GEOPROM3E_CACHE/<grid>.zarr`` (default ``~/.cache/geoprom3e``)."""
+    """``$GEOPROM3E_CACHE/<grid>`` (default ``~/.cache/geoprom3e/<grid>``)."""
     root = os.environ.get("GEOPROM3E_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "geoprom3e")
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in grid_name)
-    return os.path.join(root, f"{safe}.zarr")
+    return os.path.join(root, safe)
 
 
 def _bar(desc: str, unit: str = "cells"):  # noqa: ANN202
@@ -42,7 +42,7 @@ def _model_options(f):  # noqa: ANN001, ANN202
         click.option("--checkpoint", default=None, type=click.Path(path_type=str),
                      help="ProM3E checkpoint (file or folder) [default: MVRL/ProM3E from Hugging Face]."),
         click.option("--cache", "cache", default=None, type=click.Path(path_type=str),
-                     help="Embedding cache folder [default: $GEOPROM3E_CACHE/<grid>.zarr]."),
+                     help="Embedding cache folder [default: $GEOPROM3E_CACHE/<grid>]."),
         click.option("--visible", default="sat,loc,env", show_default=True,
                      help="Modalities a cell may show the model; each cell uses those it has in the cache."),
         click.option("--n-samples", default=5, show_default=True, type=int,
@@ -51,6 +51,7 @@ def _model_options(f):  # noqa: ANN001, ANN202
         click.option("--device", default=None, help="Torch device [default: cuda if available, else cpu]."),
         click.option("--out", required=True, type=click.Path(path_type=str), help="Output folder."),
         click.option("--overwrite", is_flag=True, help="Replace existing outputs."),
+        click.option("--no-png", is_flag=True, help="Skip the PNG quicklooks (faster when making many maps)."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -72,7 +73,7 @@ def _fuse(visible: str, n_samples: int, seed: int):  # noqa: ANN202
 @click.option("--modalities", default="sat,loc,env", show_default=True,
               help="Cell modalities to embed (sat needs STAC access; env needs --covariates).")
 @click.option("--cache", default=None, type=click.Path(path_type=str),
-              help="Embedding cache folder [default: $GEOPROM3E_CACHE/<grid>.zarr]; resumed when it exists.")
+              help="Embedding cache folder [default: $GEOPROM3E_CACHE/<grid>]; resumed when it exists.")
 @click.option("--chunk-size", default=32, show_default=True, type=int, help="Cells per chunk side.")
 @click.option("--stac-url", default=None, help="STAC API URL, or file:///…/catalog.json [default: Planetary Computer].")
 @click.option("--collection", default=None, help="STAC collection [default: sentinel-2-l2a].")
@@ -139,7 +140,7 @@ def embed_grid_cmd(grid_name, bbox, shape, res, crs, mask, modalities, cache, ch
 @click.option("--text-weights", default=None, help="Text encoder weights [default: the image tower's model].")
 @click.option("--weights-dir", default=None, type=click.Path(path_type=str), help="Folder with local weights.")
 def map_species_cmd(images, texts, grid_name, bbox, shape, res, crs, mask, checkpoint, cache, visible,  # noqa: ANN001
-                    n_samples, seed, device, out, overwrite, mode, alpha, image_weights, text_weights,
+                    n_samples, seed, device, out, overwrite, no_png, mode, alpha, image_weights, text_weights,
                     weights_dir) -> None:
     """Map where the species in each photo (or named by --text) lives: one GeoTIFF/NetCDF/PNG per query.
 
@@ -158,7 +159,7 @@ def map_species_cmd(images, texts, grid_name, bbox, shape, res, crs, mask, check
     outs = species_maps(grid, cache or default_cache(grid.name), queries, out, checkpoint=checkpoint, mode=mode,
                         alpha=alpha, fuse=_fuse(visible, n_samples, seed), image_encoder=enc,
                         text_encoder={"weights": text_weights or image_weights, "weights_dir": weights_dir},
-                        device=device, overwrite=overwrite)
+                        device=device, overwrite=overwrite, png=not no_png)
     for o in outs:
         click.echo(f"wrote {o.geotiff}")
 
@@ -167,7 +168,7 @@ def map_species_cmd(images, texts, grid_name, bbox, shape, res, crs, mask, check
 @grid_options()
 @_model_options
 def uncertainty_map_cmd(grid_name, bbox, shape, res, crs, mask, checkpoint, cache, visible, n_samples, seed,  # noqa: ANN001
-                        device, out, overwrite) -> None:
+                        device, out, overwrite, no_png) -> None:
     """Map the model's uncertainty ||sigma||_1 per cell (and how many modalities each cell had).
 
     \b
@@ -178,7 +179,7 @@ def uncertainty_map_cmd(grid_name, bbox, shape, res, crs, mask, checkpoint, cach
 
     grid = grid_from_cli(grid_name, bbox, shape, res, crs, mask)
     o = uncertainty_map(grid, cache or default_cache(grid.name), out, checkpoint=checkpoint,
-                        fuse=_fuse(visible, n_samples, seed), device=device, overwrite=overwrite)
+                        fuse=_fuse(visible, n_samples, seed), device=device, overwrite=overwrite, png=not no_png)
     click.echo(f"wrote {o.geotiff}")
 
 

@@ -132,7 +132,7 @@ def run_demo(out_dir: str | Path = "demo-out", *, recipe: str | Path | None = No
                              datetime=str(im.get("datetime", "2020-05-01/2020-09-30")),
                              max_cloud=float(im.get("max_cloud", 20)), chip_size=world.chip_px)
     inputs = [SatInput(weights=str(sat_w), request=request, threads=int(im.get("threads", 8))), LocInput()]
-    cache_path = out / "cache.zarr"
+    cache_path = out / "cache"
     say("embedding the grid (chips via the static STAC catalogue, GeoCLIP locations) into the cache")
     rep = embed_grid(grid, cache_path, inputs, chunk_size=int(eng.get("chunk_size", 16)))
     lap("embed_grid")

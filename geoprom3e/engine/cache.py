@@ -3,9 +3,11 @@
 Layout (``xarray``/``zarr`` readable)::
 
     CACHE/
-      zarr.json                     attrs: format, grid, chunk size, per-modality key (encoder, imagery)
-      emb_<modality>                float16 [rows, cols, 512] (chunked like the engine's chunks)
-      present_<modality>            bool   [rows, cols]: the cell has a usable embedding
+      embeddings.zarr/              the Zarr group (``xarray.open_zarr(CACHE / "embeddings.zarr")``)
+        zarr.json                   attrs: format, grid, chunk size, per-modality key (encoder, imagery)
+        emb_<modality>              float16 [rows, cols, 512] (chunked like the engine's chunks)
+        present_<modality>          bool   [rows, cols]: the cell has a usable embedding
+        fused_<hash>/               ProM3E products (see ``geoprom3e.engine.fuse``)
       commits/<group>/r{i}_c{j}.json  one marker per committed chunk, written last and atomically,
                                     holding the chunk's failed cells and reasons
 
@@ -44,14 +46,15 @@ class EmbeddingCache:
         self.path = Path(path)
         self.grid = grid
         self.chunk_size = chunk_size
-        exists = (self.path / "zarr.json").is_file()
+        self.zarr_path = self.path / "embeddings.zarr"
+        exists = (self.zarr_path / "zarr.json").is_file()
         if not exists and not create:
             raise CacheError(
                 f"no embedding cache at {str(self.path)!r} for grid {grid.name!r}: build it with "
                 f"`geoprom3e embed-grid --grid {grid.name} --cache {self.path}`"
             )
         if exists:
-            self.root = zarr.open_group(str(self.path), mode="r+")
+            self.root = zarr.open_group(str(self.zarr_path), mode="r+")
             attrs = dict(self.root.attrs)
             if attrs.get("format") != FORMAT:
                 raise CacheError(
@@ -64,8 +67,8 @@ class EmbeddingCache:
                 )
             self.chunk_size = int(attrs["chunk_size"])
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.root = zarr.open_group(str(self.path), mode="a")
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.root = zarr.open_group(str(self.zarr_path), mode="a")
             self.root.attrs.update(
                 {"format": FORMAT, "grid": _grid_key(grid), "chunk_size": chunk_size, "modalities": {},
                  "package_version": __version__}
@@ -93,7 +96,7 @@ class EmbeddingCache:
         rows, cols = self.grid.shape
         c = self.chunk_size
         self.root.create_array(f"emb_{modality}", shape=(rows, cols, EMBED_DIM), chunks=(c, c, EMBED_DIM),
-                               dtype="float16", fill_value=np.nan, overwrite=True,
+                               dtype="float16", fill_value=np.nan, overwrite=True, compressors=None,
                                dimension_names=("y", "x", "feature"))
         self.root.create_array(f"present_{modality}", shape=(rows, cols), chunks=(c, c), dtype="bool",
                                fill_value=False, overwrite=True, dimension_names=("y", "x"))

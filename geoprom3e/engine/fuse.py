@@ -104,10 +104,10 @@ def _ensure_fused_arrays(cache: EmbeddingCache, group: str, settings: FuseSettin
                     model.config.to_dict(), "visible_available": list(have)})
     for i in dec:
         g.create_array(f"recon_{MODALITIES[i]}", shape=(rows, cols, EMBED_DIM), chunks=(c, c, EMBED_DIM),
-                       dtype="float16", fill_value=np.nan, dimension_names=("y", "x", "feature"))
+                       dtype="float16", fill_value=np.nan, compressors=None, dimension_names=("y", "x", "feature"))
     e = model.config.embed_dim
     g.create_array("mu", shape=(rows, cols, e), chunks=(c, c, e), dtype="float16", fill_value=np.nan,
-                   dimension_names=("y", "x", "latent"))
+                   compressors=None, dimension_names=("y", "x", "latent"))
     g.create_array("sigma_l1", shape=(rows, cols), chunks=(c, c), dtype="float32", fill_value=np.nan,
                    dimension_names=("y", "x"))
     g.create_array("visible_bits", shape=(rows, cols), chunks=(c, c), dtype="uint8", fill_value=0,

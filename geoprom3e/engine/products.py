@@ -88,6 +88,7 @@ def species_maps(
     text_encoder: dict[str, Any] | None = None,
     device: str | None = None,
     overwrite: bool = False,
+    png: bool = True,
     attrs: dict[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> list[MapOutputs]:
@@ -97,7 +98,7 @@ def species_maps(
     if not queries:
         raise ConfigError("no query: pass at least one photo (IMAGE...) or --text 'Genus species'")
     for q in queries:  # refuse before any work
-        check_outputs(plan_outputs(out_dir, q.slug, ["similarity"]), overwrite)
+        check_outputs(plan_outputs(out_dir, q.slug, ["similarity"], png=png), overwrite)
     timings: dict[str, float] = {}
     t = time.perf_counter()
     cache = EmbeddingCache(cache_path, grid, create=False)
@@ -137,7 +138,7 @@ def species_maps(
                                  {"query": asdict(q), "mode": mode, "alpha": alpha, "query_encoder":
                                   encoder_infos[q.kind]}, inputs=[q.value] if q.kind == "image" else [])
             outputs.append(write_maps(out_dir, grid, {"similarity": sims[k]}, basename=q.slug, info=info,
-                                      attrs=meta, overwrite=overwrite, manifest=manifest,
+                                      attrs=meta, overwrite=overwrite, png=png, manifest=manifest,
                                       settings={"grid": grid.to_dict(), "cache": str(cache_path),
                                                 "checkpoint": str(checkpoint or "MVRL/ProM3E"),
                                                 "fuse": asdict(settings), "mode": mode, "alpha": alpha,
@@ -154,11 +155,12 @@ def uncertainty_map(
     fuse: FuseSettings = FuseSettings(),
     device: str | None = None,
     overwrite: bool = False,
+    png: bool = True,
     attrs: dict[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> MapOutputs:
     """Write ``uncertainty.tif`` (bands ``sigma_l1``, ``n_modalities``) and its NetCDF, PNGs and manifest."""
-    check_outputs(plan_outputs(out_dir, "uncertainty", ["sigma_l1", "n_modalities"]), overwrite)
+    check_outputs(plan_outputs(out_dir, "uncertainty", ["sigma_l1", "n_modalities"], png=png), overwrite)
     t = time.perf_counter()
     cache = EmbeddingCache(cache_path, grid, create=False)
     model = load_model(checkpoint, device)
@@ -174,6 +176,7 @@ def uncertainty_map(
     meta = {"quantity": "ProM3E latent uncertainty", "visible": ",".join(settings.visible),
             "model_fingerprint": model_fingerprint(model), **(attrs or {})}
     return write_maps(out_dir, grid, layers, basename="uncertainty", info=info, attrs=meta, overwrite=overwrite,
+                      png=png,
                       manifest=_manifest("uncertainty-map", grid, cache, model, group, timings, {}),
                       settings={"grid": grid.to_dict(), "cache": str(cache_path),
                                 "checkpoint": str(checkpoint or "MVRL/ProM3E"), "fuse": asdict(settings)})

@@ -16,7 +16,6 @@ from collections.abc import Callable
 import numpy as np
 
 from geoprom3e.engine.cache import EmbeddingCache
-from geoprom3e.engine.chunks import iter_chunks
 from geoprom3e.errors import CacheError, ConfigError, InputError
 from geoprom3e.modalities import MODALITIES
 
@@ -51,30 +50,53 @@ def similarity_maps(
     rows, cols = cache.grid.shape
     out = np.full((q.shape[0], rows, cols), np.nan, np.float32)
     mask = cache.grid.mask()
-    chunks = list(iter_chunks(cache.grid, cache.chunk_size, mask))
-    for k, ch in enumerate(chunks):
-        rs, cs = ch.slices
-        bits = np.asarray(g["visible_bits"][rs, cs])
-        valid = (bits > 0) & mask[rs, cs]
+    band = cache.chunk_size
+    starts = [r0 for r0 in range(0, rows, band) if mask[r0 : r0 + band].any()]
+    for k, r0 in enumerate(starts):  # one band of chunk rows at a time: Zarr reads its chunks concurrently
+        rs = slice(r0, min(r0 + band, rows))
+        bits = np.asarray(g["visible_bits"][rs])
+        valid = (bits > 0) & mask[rs]
+        if not valid.any():
+            continue
         score = None
         if mode in ("recon", "hybrid"):
-            rec = np.asarray(g[name][rs, cs, :], dtype=np.float32)
-            rec /= np.maximum(np.linalg.norm(rec, axis=-1, keepdims=True), 1e-12)
-            score = np.einsum("hwd,qd->qhw", np.nan_to_num(rec), q)
+            score = _cosine(np.asarray(g[name][rs]), q, valid)
         if mode in ("inter", "hybrid"):
-            acc = np.zeros((q.shape[0],) + ch.shape, np.float32)
-            cnt = np.zeros(ch.shape, np.float32)
+            acc = np.zeros((q.shape[0],) + valid.shape, np.float32)
+            cnt = np.zeros(valid.shape, np.float32)
             for i, m in enumerate(MODALITIES):
                 used = (bits >> i) & 1 == 1
                 if not used.any():
                     continue
-                emb, _ = cache.read_modality(m, ch)
-                acc += np.einsum("hwd,qd->qhw", np.nan_to_num(emb), q) * used
+                if f"emb_{m}" not in cache.root:
+                    raise CacheError(f"the cache has no {m!r} embeddings for inter mode: rerun embed-grid")
+                acc += _cosine(np.asarray(cache.root[f"emb_{m}"][rs]), q, used & valid)
                 cnt += used
             inter = acc / np.maximum(cnt, 1)
             score = inter if score is None else alpha * inter + (1 - alpha) * score
         assert score is not None
-        out[:, rs, cs] = np.where(valid, score, np.nan)
+        out[:, rs] = np.where(valid, score, np.nan)
         if progress:
-            progress(k + 1, len(chunks))
+            progress(k + 1, len(starts))
+    return out
+
+
+def _cosine(vectors: np.ndarray, q: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """[Q, h, w] dot products of unit queries [Q, 512] with the [h, w, 512] (float16) vectors of ``valid`` cells.
+
+    Only valid cells are converted (in blocks, with torch's vectorised float16 → float32), others give 0.
+    """
+    import torch
+
+    h, w, _ = vectors.shape
+    rows = vectors[valid]
+    out = np.zeros((q.shape[0], h, w), np.float32)
+    if not rows.size:
+        return out
+    qt = torch.from_numpy(np.ascontiguousarray(q.T))
+    flat = np.empty((rows.shape[0], q.shape[0]), np.float32)
+    for s in range(0, rows.shape[0], 16384):
+        v = torch.from_numpy(rows[s : s + 16384]).float().nan_to_num_(0.0)
+        flat[s : s + 16384] = (v @ qt).numpy()
+    out[:, valid] = flat.T
     return out

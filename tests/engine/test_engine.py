@@ -38,6 +38,12 @@ def test_embed_grid_fills_masked_cells_and_reports(tmp_path):
     lat, lon = GRID.cell_centers()
     direct = FourierLocInput().encode(np.array([[lat[3, 5], lon[3, 5]]]))[0]
     np.testing.assert_allclose(emb[3, 5], direct, atol=2e-3)
+    # the cache is a plain Zarr store that xarray reads
+    import xarray as xr
+
+    ds = xr.open_zarr(tmp_path / "c" / "embeddings.zarr", consolidated=False)
+    assert ds["emb_loc"].dims == ("y", "x", "feature") and ds["emb_loc"].shape == (16, 32, 512)
+    np.testing.assert_array_equal(ds["present_loc"].values, present)
     # a second run does nothing
     again = embed_grid(GRID, tmp_path / "c", [FourierLocInput()], chunk_size=8)
     assert again.chunks_done == 0 and again.chunks_skipped == 8

@@ -1,0 +1,201 @@
+"""Benchmarks of the gridding engine, each against a baseline measured in the same run.
+
+(a) ``map-species`` from a warm cache on usa-250x500 vs a bare numpy matmul + rasterio GeoTIFF write;
+(b) ``embed-grid`` cells/s against the local STAC stack with 20 ms injected latency and CPU encoders, vs each
+    stage alone (gather = STAC search + chip reads, encode = sat + loc encoders): the stages overlap when the
+    pipeline reaches the slowest stage's standalone throughput;
+(c) peak memory of a species map from cache on usa-1000x2000 (a fresh process each).
+
+Run: ``python -m pytest tests/bench/test_bench_engine.py -m bench -s``; writes ``bench-results/engine.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from .benchutil import write_results
+
+pytestmark = pytest.mark.bench
+
+RESULTS: dict = {}
+
+
+def _prefill(cache_dir: Path, grid, model, fill_embeddings: bool) -> str:
+    """A cache whose fused product is complete (random unit vectors), as after embed-grid + a first map."""
+    from geoprom3e.engine import EmbeddingCache, FuseSettings, fused_group, iter_chunks, model_fingerprint
+    from geoprom3e.engine.fuse import _ensure_fused_arrays
+
+    cache = EmbeddingCache(cache_dir, grid, 64)
+    for m in ("sat", "loc"):
+        cache.ensure_modality(m, {"encoder": "bench"})
+    settings = FuseSettings(visible=("sat", "loc", "env"), decode=("image",))
+    group = fused_group(settings, model_fingerprint(model))
+    _ensure_fused_arrays(cache, group, settings, model, ["sat", "loc"], [0])
+    g = cache.root[group]
+    rng = np.random.default_rng(0)
+    mask = grid.mask()
+    for ch in iter_chunks(grid, cache.chunk_size, mask):
+        rs, cs = ch.slices
+        h, w = ch.shape
+        v = rng.standard_normal((h, w, 512), dtype=np.float32)
+        v /= np.linalg.norm(v, axis=-1, keepdims=True)
+        g["recon_image"][rs, cs, :] = v.astype(np.float16)
+        g["sigma_l1"][rs, cs] = rng.random((h, w), dtype=np.float32)
+        g["visible_bits"][rs, cs] = np.where(mask[rs, cs], 0b110, 0).astype(np.uint8)
+        cache.commit(group, ch, {"chunk": ch.id})
+        if fill_embeddings:
+            for m in ("sat", "loc"):
+                cache.write_modality(m, ch, v, mask[rs, cs])
+    return group
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from geoprom3e.model import ProM3E, ProM3EConfig
+    from geoprom3e.testing.encoders import save_small_hf_clip, save_small_sat
+
+    d = tmp_path_factory.mktemp("bench-engine")
+    torch.manual_seed(0)
+    ProM3E(ProM3EConfig(embed_dim=64, mlp_dim=128, heads=4)).save_checkpoint(d / "model")
+    save_small_hf_clip(d / "img")
+    save_small_sat(d / "sat")
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(d / "q.jpg")
+    return d
+
+
+def test_a_map_species_warm_cache_vs_numpy_rasterio(tiny, tmp_path):
+    import rasterio
+
+    from geoprom3e.engine.products import Query, species_maps
+    from geoprom3e.grid import get_grid
+    from geoprom3e.model import ProM3E
+
+    grid = get_grid("usa-250x500")
+    model = ProM3E.from_checkpoint(tiny / "model")
+    group = _prefill(tmp_path / "cache.zarr", grid, model, fill_embeddings=False)
+    q = Query("image", str(tiny / "q.jpg"))
+    kw = dict(checkpoint=tiny / "model", image_encoder={"weights": str(tiny / "img")}, device="cpu", overwrite=True)
+    species_maps(grid, tmp_path / "cache.zarr", [q], tmp_path / "warm", **kw)  # warm up imports and caches
+    t_ours = t_nopng = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        species_maps(grid, tmp_path / "cache.zarr", [q], tmp_path / "out", **kw)
+        t_ours = min(t_ours, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        species_maps(grid, tmp_path / "cache.zarr", [q], tmp_path / "out-nopng", png=False, **kw)
+        t_nopng = min(t_nopng, time.perf_counter() - t0)
+
+    # baseline: the same cell vectors as a dense array, one matmul, one plain GeoTIFF write
+    from geoprom3e.engine import EmbeddingCache
+
+    cache = EmbeddingCache(tmp_path / "cache.zarr", grid, create=False)
+    recon = np.asarray(cache.root[group]["recon_image"][:], np.float32).reshape(-1, 512)
+    qv = np.random.default_rng(1).standard_normal(512).astype(np.float32)
+    mask = grid.mask()
+    np.save(tmp_path / "cells.npy", recon.reshape(*grid.shape, 512)[mask].astype(np.float16))  # a bare cache
+    t_base = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        cells = np.load(tmp_path / "cells.npy")
+        sim = np.full(grid.shape, np.nan, np.float32)
+        sim[mask] = cells @ qv.astype(np.float16)
+        with rasterio.open(tmp_path / "base.tif", "w", driver="GTiff", width=grid.cols, height=grid.rows, count=1,
+                           dtype="float32", crs="EPSG:4326", transform=grid.transform, nodata=-9999) as ds:
+            ds.write(sim, 1)
+        t_base = min(t_base, time.perf_counter() - t0)
+    RESULTS["a_map_species_usa-250x500"] = {
+        "cells": int(grid.mask().sum()), "map_species_s": round(t_ours, 3), "numpy_rasterio_s": round(t_base, 3),
+        "ratio": round(t_ours / t_base, 2), "map_species_no_png_s": round(t_nopng, 3),
+        "ratio_no_png": round(t_nopng / t_base, 2),
+        "note": "ours: model load + query encode + scoring from the Zarr cache + COG, NetCDF, PNG, QML, manifest; "
+                "baseline: np.load of the masked-in float16 cell vectors, one matmul, one plain GeoTIFF",
+    }
+    print(RESULTS["a_map_species_usa-250x500"])
+    write_results("engine", RESULTS)
+
+
+def test_b_embed_grid_stage_overlap(tiny, tmp_path, stack):
+    from geoprom3e.demo.world import DemoWorld, write_scenes
+    from geoprom3e.engine import embed_grid
+    from geoprom3e.engine.sources import LocInput, SatInput
+    from geoprom3e.grid import get_grid
+    from geoprom3e.imagery import ImageryRequest
+    from geoprom3e.testing.faults import FaultConfig
+
+    world = DemoWorld(bbox=(-106.2, 38.0, -102.8, 40.0), seed=2, cloudy_fraction=0.0)
+    grid = get_grid("usa-250x500").subset(world.bbox)
+    write_scenes(world, grid, tmp_path / "scenes")
+    s = stack(tmp_path / "scenes", FaultConfig(latency_s=0.02))
+    req = ImageryRequest(stac_url=s.stac_url, collection=s.collection, datetime="2020-05-01/2020-09-30", chip_size=64)
+    sat = SatInput(weights=str(tiny / "sat"), request=req, threads=16, device="cpu")
+    loc = LocInput(device="cpu")
+    lat, lon = grid.cell_centers()
+    mask = grid.mask()
+    la, lo = lat[mask], lon[mask]
+    n = la.size
+    # stage alone: gather (one search per 16x16 block, threaded reads), then encode the gathered chips
+    blocks = [slice(i, i + 256) for i in range(0, n, 256)]
+    t0 = time.perf_counter()
+    gathered = [sat.gather(la[b], lo[b]) for b in blocks]
+    t_gather = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for g, b in zip(gathered, blocks):
+        sat.encode(g.raw)
+        loc.encode(np.stack([la[b], lo[b]], 1))
+    t_encode = time.perf_counter() - t0
+    rep = embed_grid(grid, tmp_path / "cache.zarr", [sat, loc], chunk_size=16)
+    slowest = min(n / t_gather, n / t_encode)
+    RESULTS["b_embed_grid_overlap"] = {
+        "cells": n, "latency_ms": 20, "gather_alone_cells_per_s": round(n / t_gather, 1),
+        "encode_alone_cells_per_s": round(n / t_encode, 1), "pipeline_cells_per_s": round(rep.cells_per_s, 1),
+        "fraction_of_slowest_stage": round(rep.cells_per_s / slowest, 3),
+        "stage_busy_s": {k: round(v, 2) for k, v in rep.stage_seconds.items()}, "wall_s": round(rep.seconds, 2),
+    }
+    print(RESULTS["b_embed_grid_overlap"])
+    write_results("engine", RESULTS)
+
+
+_HWM = "int([ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')][0].split()[1]) / 1024"
+_PEAK_SCRIPT = r"""
+import json, sys, time
+from pathlib import Path
+from geoprom3e.engine.products import Query, species_maps
+from geoprom3e.grid import get_grid
+d, cache = Path(sys.argv[1]), sys.argv[2]
+grid = get_grid("usa-1000x2000")
+t0 = time.perf_counter()
+species_maps(grid, cache, [Query("image", str(d / "q.jpg"))], d / "out1000", checkpoint=d / "model",
+             image_encoder={"weights": str(d / "img")}, device="cpu", overwrite=True)
+print(json.dumps({"seconds": time.perf_counter() - t0,
+                  "peak_rss_mb": HWM}))
+""".replace("HWM", _HWM)
+
+
+def test_c_peak_memory_map_usa_1000x2000(tiny, tmp_path):
+    from geoprom3e.grid import get_grid
+    from geoprom3e.model import ProM3E
+
+    grid = get_grid("usa-1000x2000")
+    _prefill(tmp_path / "cache.zarr", grid, ProM3E.from_checkpoint(tiny / "model"), fill_embeddings=False)
+    base = subprocess.run([sys.executable, "-c", f"import geoprom3e.engine.products, torch; print({_HWM})"],
+                          capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(tiny), str(tmp_path / "cache.zarr")],
+                         capture_output=True, text=True, check=True)
+    fig = json.loads(out.stdout.strip().splitlines()[-1])
+    RESULTS["c_peak_memory_usa-1000x2000"] = {
+        "cells": int(grid.mask().sum()), "peak_rss_mb": round(fig["peak_rss_mb"], 1),
+        "after_imports_rss_mb": round(float(base.stdout.strip()), 1), "seconds": round(fig["seconds"], 2),
+    }
+    print(RESULTS["c_peak_memory_usa-1000x2000"])
+    write_results("engine", RESULTS)
+    assert fig["peak_rss_mb"] < 4096
