@@ -194,17 +194,16 @@ def _json(doc: Any) -> str:
 
 def _existing_photos(world: DemoWorld, folder: Path) -> dict[str, list[Path]]:
     out: dict[str, list[Path]] = {}
-    for sp in world.species:
-        out[sp.name] = sorted(folder.glob(f"{sp.name.replace(' ', '_')}_*.jpg"))
     for sp in world.query_species():
+        out[sp.name] = sorted(folder.glob(f"{sp.name.replace(' ', '_')}_*.jpg"))
         out[f"query:{sp.name}"] = [folder / f"query_{sp.name.replace(' ', '_')}.jpg"]
     return out
 
 
 def _training_pairs(world: DemoWorld, grid: GridSpec, cache_path: Path, photos: dict[str, list[Path]],
                     image_weights: Path, rows_per_cell: int) -> tuple[np.ndarray, np.ndarray]:
-    """(embeddings [N, 6, 512], present [N, 6]): a photo and the species' name for each cell, with the cell's
-    cached sat and loc embeddings; species drawn by abundance among those of the cell's habitat."""
+    """(embeddings [N, 6, 512], present [N, 6]): for each cell, photos (and the name) of its habitat's indicator
+    species, paired with the cell's cached sat and loc embeddings (a cell without a chip shows loc only)."""
     from geoprom3e.encoders import get_encoder
     from geoprom3e.engine.cache import EmbeddingCache
     from geoprom3e.modalities import MODALITIES
@@ -214,10 +213,11 @@ def _training_pairs(world: DemoWorld, grid: GridSpec, cache_path: Path, photos: 
     p_sat = np.asarray(cache.root["present_sat"][:])
     loc = np.asarray(cache.root["emb_loc"][:], np.float32)
     p_loc = np.asarray(cache.root["present_loc"][:])
+    indicators = world.query_species()
     img_enc = get_encoder("image", weights=str(image_weights), device="cpu")
     txt_enc = get_encoder("text", weights=str(image_weights), device="cpu")
-    bank = {sp.name: img_enc.embed([str(p) for p in photos[sp.name]]).numpy() for sp in world.species}
-    names = txt_enc.embed([sp.name for sp in world.species]).numpy()
+    bank = {sp.habitat: img_enc.embed([str(p) for p in photos[sp.name]]).numpy() for sp in indicators}
+    names = {sp.habitat: v for sp, v in zip(indicators, txt_enc.embed([sp.name for sp in indicators]).numpy())}
     hab = world.habitat_map(grid)
     rng = np.random.default_rng(world.seed + 3)
     cells = np.argwhere(grid.mask() & (p_sat | p_loc))
@@ -225,23 +225,18 @@ def _training_pairs(world: DemoWorld, grid: GridSpec, cache_path: Path, photos: 
     emb = np.zeros((n, len(MODALITIES), 512), np.float32)
     present = np.zeros((n, len(MODALITIES)), bool)
     i_img, i_sat, i_loc, i_txt = (MODALITIES.index(m) for m in ("image", "sat", "loc", "text"))
-    k = 0
-    for r, c in cells:
-        candidates = [j for j, sp in enumerate(world.species) if sp.habitat == hab[r, c]]
-        w = np.array([world.species[j].abundance for j in candidates])
-        for _ in range(rows_per_cell):
-            j = candidates[rng.choice(len(candidates), p=w / w.sum())]
-            sp = world.species[j]
-            emb[k, i_img] = bank[sp.name][rng.integers(len(bank[sp.name]))]
-            emb[k, i_txt] = names[j]
-            present[k, [i_img, i_txt]] = True
-            if p_sat[r, c]:
-                emb[k, i_sat] = sat[r, c]
-                present[k, i_sat] = True
-            if p_loc[r, c]:
-                emb[k, i_loc] = loc[r, c]
-                present[k, i_loc] = True
-            k += 1
+    rows = np.repeat(np.arange(len(cells)), rows_per_cell)
+    r, c = cells[rows, 0], cells[rows, 1]
+    h = hab[r, c]
+    for habitat, photos_emb in bank.items():
+        sel = h == habitat
+        emb[sel, i_img] = photos_emb[rng.integers(len(photos_emb), size=int(sel.sum()))]
+        emb[sel, i_txt] = names[habitat]
+    present[:, [i_img, i_txt]] = True
+    emb[:, i_sat] = np.where(p_sat[r, c, None], sat[r, c], 0.0)
+    present[:, i_sat] = p_sat[r, c]
+    emb[:, i_loc] = np.where(p_loc[r, c, None], loc[r, c], 0.0)
+    present[:, i_loc] = p_loc[r, c]
     return emb, present
 
 

@@ -66,7 +66,8 @@ class DemoWorld:
         Species("Campestris caerulea", GRASSLAND, (50, 90, 210), "stripes", 1.0),
         Species("Campestris pallida", GRASSLAND, (230, 220, 190), "dots", 0.5),
     ))
-    """Species of the world; the first of each habitat is the demo's query species."""
+    """Species of the world; the first of each habitat is its indicator species: photographed, paired with the
+    habitat's chips in training, and mapped by the demo. The others appear in the observation records."""
 
     def habitat_map(self, grid: GridSpec) -> np.ndarray:
         """[rows, cols] habitat of each cell: forest west of a wiggly boundary, grassland east."""
@@ -75,7 +76,7 @@ class DemoWorld:
         return np.where(lon < edge, FOREST, GRASSLAND).astype(np.int8)
 
     def query_species(self) -> list[Species]:
-        """One species per habitat: the ones the demo maps."""
+        """One indicator species per habitat: the ones the demo photographs and maps."""
         out: dict[int, Species] = {}
         for sp in self.species:
             out.setdefault(sp.habitat, sp)
@@ -160,12 +161,12 @@ def make_photo(sp: Species, rng: np.random.Generator, size: int = 160) -> Image.
 
 
 def write_photos(world: DemoWorld, folder: str | Path, per_species: int = 12) -> dict[str, list[Path]]:
-    """``per_species`` training photos of every species plus one held-out query photo of each query species."""
+    """``per_species`` training photos of each habitat's indicator species plus one held-out query photo of each."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(world.seed + 1)
     out: dict[str, list[Path]] = {}
-    for sp in world.species:
+    for sp in world.query_species():
         slug = sp.name.replace(" ", "_")
         paths = []
         for k in range(per_species):
@@ -193,8 +194,8 @@ def write_observations(world: DemoWorld, grid: GridSpec, path: str | Path) -> Pa
         sp = world.species[rng.choice(len(world.species), p=weights / weights.sum())]
         cells = np.argwhere(mask & (hab == sp.habitat))
         r, c = cells[rng.integers(len(cells))]
-        la = lat[r, c] + rng.uniform(-0.5, 0.5) * dy
-        lo = lon[r, c] + rng.uniform(-0.5, 0.5) * dx
+        la = lat[r, c] + rng.uniform(-0.45, 0.45) * dy  # stays inside the cell after rounding
+        lo = lon[r, c] + rng.uniform(-0.45, 0.45) * dx
         day = dt.date(2021, 4, 1) + dt.timedelta(days=int(rng.integers(0, 180)))
         rows.append({"id": i + 1, "observed_on": day.isoformat(), "quality_grade": "research",
                      "latitude": round(float(la), 5), "longitude": round(float(lo), 5),
