@@ -129,18 +129,18 @@ def _train(
     out = Path(out_dir)
     ckpt_root = out / "checkpoints"
     latest = latest_checkpoint(out)
-    if latest is not None and not resume:
-        if not overwrite:
-            raise OutputError(
-                f"{str(out)!r} already holds a training run ({latest.name}): pass --resume to continue it, "
-                "--overwrite to start again, or choose another output folder"
-            )
-        shutil.rmtree(ckpt_root)
-        latest = None
+    if latest is not None and not resume and not overwrite:
+        raise OutputError(
+            f"{str(out)!r} already holds a training run ({latest.name}): pass --resume to continue it, "
+            "--overwrite to start again, or choose another output folder"
+        )
     dataset = _load_data(rc, data)
     train_set, val_set = split_train_val(dataset, rc.data.val_fraction, t.seed)
     loader = BatchLoader(train_set, t.batch_size, device=device)
     data_fp = _data_fingerprint(dataset)
+    if latest is not None and not resume:  # --overwrite, once the data has proven usable
+        shutil.rmtree(ckpt_root)
+        latest = None
 
     torch.manual_seed(t.seed)
     model = ProM3E(rc.model).to(device)

@@ -109,6 +109,10 @@ def test_resume_refuses_another_config_or_other_data_and_leaves_the_run_alone(tm
         train(tiny_recipe(epochs=2), tmp_path / "run", data=make_synthetic(400, seed=5).as_dict(), resume=True)
     with pytest.raises(OutputError, match="--resume to continue"):
         train(tiny_recipe(epochs=2), tmp_path / "run", data=data)
+    bad = dict(data)
+    bad["sat"] = bad["sat"][:10]
+    with pytest.raises(InputError, match="different row counts"):  # --overwrite with bad data deletes nothing
+        train(tiny_recipe(epochs=2), tmp_path / "run", data=bad, overwrite=True)
     assert _tree_digest(tmp_path / "run" / "checkpoints") == before
 
 
