@@ -59,3 +59,23 @@ def stack(pgstac_api):
     yield make
     for s in started:
         s.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under ``GEOPROM3E_CI_STRICT=1`` (set by ``.ci/run``) a skip is a failure, GPU skips aside.
+
+    A user's clone may lack ``../shared``, PostgreSQL or open_clip and then skips with a reason; CI installs
+    and has all of them, so a skip there means the setup broke and must not pass silently.
+    """
+    import os
+
+    outcome = yield
+    rep = outcome.get_result()
+    if not (rep.skipped and os.environ.get("GEOPROM3E_CI_STRICT") == "1"):
+        return
+    reason = str(rep.longrepr[2] if isinstance(rep.longrepr, tuple) else rep.longrepr)
+    if "GPU" in reason or item.get_closest_marker("gpu"):
+        return
+    rep.outcome = "failed"
+    rep.longrepr = f"skipped in strict CI mode (GEOPROM3E_CI_STRICT=1): {reason}"

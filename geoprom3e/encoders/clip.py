@@ -208,16 +208,14 @@ def hf_clip_encoder(modality: str, path: Path, info: EncoderInfo, **kw: Any) -> 
     if not cfg_file.is_file():
         raise WeightsNotFoundError(f"{path} has no config.json: save the CLIP model with transformers save_pretrained")
     model_type = json.loads(cfg_file.read_text()).get("model_type", "")
+    if not (model_type == "clip" or (model_type == "clip_vision_model" and modality == "image")):
+        need = "CLIPModel (image + text)" if modality == "text" else "CLIPModel or CLIPVisionModelWithProjection"
+        raise WeightsNotFoundError(f"{path} holds a {model_type!r} model; the hf-clip {modality} encoder needs a {need}")
     try:
         if model_type == "clip":
             model = transformers.CLIPModel.from_pretrained(str(path))
-        elif model_type == "clip_vision_model" and modality == "image":
-            model = transformers.CLIPVisionModelWithProjection.from_pretrained(str(path))
         else:
-            need = "CLIPModel (image + text)" if modality == "text" else "CLIPModel or CLIPVisionModelWithProjection"
-            raise WeightsNotFoundError(
-                f"{path} holds a {model_type!r} model; the hf-clip {modality} encoder needs a {need}"
-            )
+            model = transformers.CLIPVisionModelWithProjection.from_pretrained(str(path))
     except (OSError, ValueError) as exc:
         raise WeightsNotFoundError(
             f"cannot load transformers CLIP from {path} ({str(exc).splitlines()[0][:120]})"
