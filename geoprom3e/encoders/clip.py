@@ -210,7 +210,9 @@ def hf_clip_encoder(modality: str, path: Path, info: EncoderInfo, **kw: Any) -> 
     model_type = json.loads(cfg_file.read_text()).get("model_type", "")
     if not (model_type == "clip" or (model_type == "clip_vision_model" and modality == "image")):
         need = "CLIPModel (image + text)" if modality == "text" else "CLIPModel or CLIPVisionModelWithProjection"
-        raise WeightsNotFoundError(f"{path} holds a {model_type!r} model; the hf-clip {modality} encoder needs a {need}")
+        raise WeightsNotFoundError(
+            f"{path} holds a {model_type!r} model; the hf-clip {modality} encoder needs a {need}"
+        )
     try:
         if model_type == "clip":
             model = transformers.CLIPModel.from_pretrained(str(path))
