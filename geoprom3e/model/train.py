@@ -176,13 +176,19 @@ def _train(
             lambda_kl=rc.model.lambda_kl,
             device=device,
         )
-        strategy.update(val.scores)
+        used = val.scores
+        if t.score_smoothing and metrics:
+            a = t.score_smoothing
+            prev = list(metrics[-1]["scores_used"].values())
+            used = [a * p + (1 - a) * v for p, v in zip(prev, val.scores)]
+        strategy.update(used)
         line = {
             "epoch": epoch + 1,
             **train_stats,
             "val_loss": val.loss,
             "val_loss_per_modality": dict(zip(dataset.names, val.per_modality)),
             "scores": dict(zip(dataset.names, val.scores)),
+            "scores_used": dict(zip(dataset.names, used)),
             "score": t.score,
             "lr": opt.param_groups[0]["lr"],
             "strategy": strategy.state(),

@@ -8,6 +8,7 @@ modalities, in %, like the MIAM paper's per-subset tables.
 
     python recipes/experiments/compare_strategies.py --out runs/strategy-comparison
     python recipes/experiments/compare_strategies.py --epochs 10 --strategies prom3e,miam   # quick look
+    python recipes/experiments/compare_strategies.py --strategies miam,opm --score-smoothing 0.8 --out runs/smoothed
 """
 
 from __future__ import annotations
@@ -36,13 +37,14 @@ def main() -> None:
     ap.add_argument("--eval-rows", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lam", type=float, default=2.0, help="MIAM λ")
+    ap.add_argument("--score-smoothing", type=float, default=0.0, help="train.score_smoothing for every run")
     args = ap.parse_args()
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     data = make_synthetic(args.rows, seed=args.seed).as_dict()
     held_out = make_synthetic(args.eval_rows, seed=args.seed + 1000).as_dict()  # same maps, new rows
     reports, summary = {}, {}
     for name in strategies:
-        recipe = small_recipe(epochs=args.epochs, seed=args.seed, t0=20)
+        recipe = small_recipe(epochs=args.epochs, seed=args.seed, t0=20, score_smoothing=args.score_smoothing)
         recipe["model"]["dropout"] = 0.1
         recipe["masking"] = {"strategy": name, "params": {"lam": args.lam} if name == "miam" else {}}
         t0 = time.perf_counter()

@@ -89,6 +89,18 @@ def test_resume_continues_bit_for_bit(tmp_path):
         assert torch.equal(st["exp_avg"], ob["optimizer"]["state"][k]["exp_avg"])
 
 
+def test_score_smoothing_feeds_the_strategy_an_average(tmp_path):
+    r = tiny_recipe(epochs=3, score_smoothing=0.8)
+    res = train(r, tmp_path / "run", data=make_synthetic(500, seed=2).as_dict())
+    m = res.metrics
+    assert m[0]["scores_used"] == m[0]["scores"]
+    for prev, cur in zip(m, m[1:]):
+        for k in cur["scores"]:
+            assert np.isclose(cur["scores_used"][k], 0.8 * prev["scores_used"][k] + 0.2 * cur["scores"][k])
+    last = np.array(list(m[-1]["scores_used"].values())) + 1e-3
+    np.testing.assert_allclose(m[-1]["strategy"]["rho_s"], last / np.prod(last) ** (1 / 6), rtol=1e-9)
+
+
 def _tree_digest(folder: Path) -> str:
     h = hashlib.sha256()
     for p in sorted(folder.rglob("*")):
