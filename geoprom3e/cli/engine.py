@@ -91,9 +91,10 @@ def _fuse(visible: str, n_samples: int, seed: int):  # noqa: ANN202
 @click.option("--scheduler", default=None, help="Run chunks on this Dask scheduler (tcp://host:8786).")
 @click.option("--workers", default=None, type=int, help="Run chunks on a local Dask cluster of N processes.")
 @click.option("--max-chunks", default=None, type=int, help="Stop after N chunks (a quick look; resume later).")
+@click.option("--dry-run", is_flag=True, help="Print what the run would fetch and encode, then stop.")
 def embed_grid_cmd(grid_name, bbox, shape, res, crs, mask, modalities, cache, chunk_size, stac_url, collection,  # noqa: ANN001, PLR0913
                    datetime_, max_cloud, chip_size, threads, covariates, sat_weights, loc_weights, env_weights,
-                   weights_dir, device, scheduler, workers, max_chunks) -> None:
+                   weights_dir, device, scheduler, workers, max_chunks, dry_run) -> None:
     """Fetch, encode and cache every cell's embeddings for a grid (the expensive step, done once).
 
     Each chunk of cells is gathered (locations, Sentinel-2 chips via one STAC search per chunk, covariates),
@@ -105,10 +106,13 @@ def embed_grid_cmd(grid_name, bbox, shape, res, crs, mask, modalities, cache, ch
       geoprom3e embed-grid --grid usa-250x500 --bbox -110 35 -100 42 --workers 4
       geoprom3e embed-grid --grid demo --stac-url file:///data/scenes/catalog.json --sat-weights ./ecosat
     """
-    from geoprom3e.engine.run import build_inputs, run_embed_grid
+    from geoprom3e.engine.run import build_inputs, describe_cost, estimate_cost, run_embed_grid
 
     grid = grid_from_cli(grid_name, bbox, shape, res, crs, mask)
     cache = cache or default_cache(grid.name)
+    click.echo(describe_cost(estimate_cost(grid, modalities, chunk_size=chunk_size, cache=cache)), err=True)
+    if dry_run:
+        return
     inputs = build_inputs(modalities, stac_url=stac_url, collection=collection, datetime=datetime_,
                           max_cloud=max_cloud, chip_size=chip_size, threads=threads, covariates=covariates,
                           weights={"sat": sat_weights, "loc": loc_weights, "env": env_weights},
@@ -139,9 +143,11 @@ def embed_grid_cmd(grid_name, bbox, shape, res, crs, mask, modalities, cache, ch
 @click.option("--image-weights", default=None, help="Image encoder weights [default: hf-hub:MVRL/taxabind-vit-b-16].")
 @click.option("--text-weights", default=None, help="Text encoder weights [default: the image tower's model].")
 @click.option("--weights-dir", default=None, type=click.Path(path_type=str), help="Folder with local weights.")
+@click.option("--build-cache", is_flag=True,
+              help="When the grid has no cache yet, build it first (sat via Planetary Computer + loc; says the cost).")
 def map_species_cmd(images, texts, grid_name, bbox, shape, res, crs, mask, checkpoint, cache, visible,  # noqa: ANN001
                     n_samples, seed, device, out, overwrite, no_png, mode, alpha, image_weights, text_weights,
-                    weights_dir) -> None:
+                    weights_dir, build_cache) -> None:
     """Map where the species in each photo (or named by --text) lives: one GeoTIFF/NetCDF/PNG per query.
 
     Needs a warm cache for the grid (`geoprom3e embed-grid`); each map then takes seconds.
@@ -154,9 +160,17 @@ def map_species_cmd(images, texts, grid_name, bbox, shape, res, crs, mask, check
     from geoprom3e.engine.products import Query, species_maps
 
     grid = grid_from_cli(grid_name, bbox, shape, res, crs, mask)
+    cache = cache or default_cache(grid.name)
+    if build_cache and not os.path.isdir(os.path.join(cache, "embeddings.zarr")):
+        from geoprom3e.engine.run import build_inputs, describe_cost, estimate_cost, run_embed_grid
+
+        click.echo(describe_cost(estimate_cost(grid, "sat,loc", cache=cache)), err=True)
+        update, close = _bar("embed-grid")
+        run_embed_grid(grid, cache, build_inputs("sat,loc", weights_dir=weights_dir, device=device), progress=update)
+        close()
     queries = [Query("image", p) for p in images] + [Query("text", t) for t in texts]
     enc = {"weights": image_weights, "weights_dir": weights_dir}
-    outs = species_maps(grid, cache or default_cache(grid.name), queries, out, checkpoint=checkpoint, mode=mode,
+    outs = species_maps(grid, cache, queries, out, checkpoint=checkpoint, mode=mode,
                         alpha=alpha, fuse=_fuse(visible, n_samples, seed), image_encoder=enc,
                         text_encoder={"weights": text_weights or image_weights, "weights_dir": weights_dir},
                         device=device, overwrite=overwrite, png=not no_png)

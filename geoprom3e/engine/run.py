@@ -101,3 +101,33 @@ def run_compare(a: str | Path, b: str | Path, *, band_a: str | None = None, band
     plt.close(fig)
     atomic_write_text(targets[0], json.dumps(res.to_dict(), indent=1) + "\n")
     return res
+
+
+def estimate_cost(grid: GridSpec, modalities: str, *, chunk_size: int = 32, cache: str | Path | None = None) -> dict:
+    """What ``embed-grid`` would do: cells, chunks, STAC searches and chip reads still to go, and cache size."""
+    from geoprom3e.engine.cache import EmbeddingCache
+    from geoprom3e.engine.chunks import iter_chunks
+
+    names = [MODALITIES[i] for i in parse_modalities(modalities)]
+    mask = grid.mask()
+    chunks = list(iter_chunks(grid, chunk_size, mask))
+    todo = chunks
+    if cache is not None and (Path(cache) / "embeddings.zarr").is_dir():
+        c = EmbeddingCache(cache, grid, create=False)
+        todo = [ch for ch in chunks if not all(c.is_committed(m, ch) for m in names)]
+    done = len(chunks) - len(todo)
+    cells = int(sum(mask[ch.slices].sum() for ch in todo))
+    sat = "sat" in names
+    return {
+        "grid": grid.name, "modalities": names, "cells": cells, "chunks": len(todo), "chunks_done": done,
+        "stac_searches": len(todo) if sat else 0, "chip_reads": 2 * cells if sat else 0,
+        "cache_gb": round(cells * 512 * 2 * len(names) / 2**30, 2),
+    }
+
+
+def describe_cost(cost: dict) -> str:
+    """One line for users, before a long run."""
+    sat = (f", {cost['stac_searches']:,} STAC searches and about {cost['chip_reads']:,} COG window reads "
+           "(chip + SCL check)") if cost["stac_searches"] else ""
+    return (f"embedding {cost['cells']:,} cells of {cost['grid']} in {cost['chunks']:,} chunks "
+            f"({', '.join(cost['modalities'])}){sat}; about {cost['cache_gb']} GB of cache")
