@@ -84,6 +84,9 @@ def _cloud_fraction(scl: np.ndarray, valid: np.ndarray) -> float:
     return float(np.isin(scl[0][valid], SCL_CLOUD_CLASSES).mean())
 
 
+_thread_state = threading.local()
+
+
 class _CellReader:
     """Reads the chip of one cell from its candidate scenes (the per-cell policy lives here)."""
 
@@ -111,11 +114,27 @@ class _CellReader:
         cloudy = np.isin(w.data[0], SCL_CLOUD_CLASSES) & w.valid
         return _cloud_fraction(w.data, w.valid), cloudy
 
+    def _thread_env(self) -> None:
+        """Enter the GDAL settings once per worker thread (rasterio's Env is thread-local) and keep them."""
+        key = tuple(sorted(self.gdal.items()))
+        if getattr(_thread_state, "env_key", None) != key:
+            if getattr(_thread_state, "env", None) is not None:
+                _thread_state.env.__exit__(None, None, None)
+            _thread_state.env = rasterio.Env(**self.gdal)
+            _thread_state.env.__enter__()
+            _thread_state.env_key = key
+
     def __call__(self, lon: float, lat: float, scenes: list[SceneItem]) -> tuple:
-        with rasterio.Env(**self.gdal):
-            if self.r.selection == "median":
-                return self._median(lon, lat, scenes)
-            return self._least_cloudy(lon, lat, scenes)
+        if threading.current_thread() is threading.main_thread():
+            with rasterio.Env(**self.gdal):  # never leave settings behind in the caller's thread
+                return self._pick(lon, lat, scenes)
+        self._thread_env()
+        return self._pick(lon, lat, scenes)
+
+    def _pick(self, lon: float, lat: float, scenes: list[SceneItem]) -> tuple:
+        if self.r.selection == "median":
+            return self._median(lon, lat, scenes)
+        return self._least_cloudy(lon, lat, scenes)
 
     def _least_cloudy(self, lon: float, lat: float, scenes: list[SceneItem]) -> tuple:
         notes: list[str] = []

@@ -112,6 +112,12 @@ class _Handler(BaseHTTPRequestHandler):
         u = urlparse(self.path)
         path = unquote(u.path)
         srv.count("requests", "HEAD" if head else "GET")
+        if path == "/_faults/stats":  # counters for a server running in another process (benchmarks)
+            with srv._lock:
+                body = json.dumps({k: {str(kk): vv for kk, vv in v.items()} for k, v in srv.counters.items()})
+                if u.query == "reset=1":
+                    srv.counters = {}
+            return self._send(200, body.encode(), {"Content-Type": "application/json"})
         if path.startswith("/api/sas/v1/token/"):
             parts = path.split("/")[5:]
             if len(parts) == 2:
@@ -182,6 +188,14 @@ class _Handler(BaseHTTPRequestHandler):
                 pass
             return
         self._send(206, body, headers, head)
+
+
+def serve_forever_main(root: str, latency_s: float = 0.0) -> None:
+    """Serve ``root`` until killed and print the URL first (run in a subprocess, so the server's Python threads
+    never compete with the client's for one GIL): ``python -m geoprom3e.testing.faults ROOT [LATENCY_S]``."""
+    with FaultyFileServer(root, FaultConfig(latency_s=latency_s)) as fs:
+        print(fs.url, flush=True)
+        threading.Event().wait()
 
 
 class _Server(ThreadingHTTPServer):
@@ -277,3 +291,9 @@ class FaultyFileServer:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+
+
+if __name__ == "__main__":
+    import sys
+
+    serve_forever_main(sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 0.0)
