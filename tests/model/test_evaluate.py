@@ -71,15 +71,14 @@ def test_sigma_l1_is_reported_per_subset(report):
     assert len(means) == 6 and all(np.isfinite(means))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not learned under the published loss: ε is one scalar per row and every decoder starts with a "
-    "LayerNorm, so noise along a row-independent σ costs nothing; trained models keep σ the same for every "
-    "visible set (see test_decoders_ignore_a_uniform_shift_of_z)",
-)
-def test_more_visible_modalities_give_lower_sigma(report):
+def test_sigma_per_subset_size_is_reported_and_nearly_flat(report):
+    """Mean ‖σ‖₁ is reported for every subset size. Under the published loss it barely moves as modalities are
+    added: ε is one scalar per row and every decoder starts with a LayerNorm, so noise along a uniform σ costs
+    the reconstruction nothing and the KL term pins σ near 1 (see the next test). A change to the model or loss
+    that makes σ informative shows up here."""
     means = _sigma_by_size(report[0])
-    assert all(a > b for a, b in zip(means, means[1:])), means
+    assert len(means) == 6 and all(m == m and m > 0 for m in means)
+    assert (max(means) - min(means)) / (sum(means) / len(means)) < 0.05, means
 
 
 def test_decoders_ignore_a_uniform_shift_of_z():
