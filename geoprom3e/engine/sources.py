@@ -80,20 +80,14 @@ class LocInput(_EncoderInput):
 
 
 @dataclass
-class EnvInput(_EncoderInput):
-    """WorldClim covariates sampled at cell centres through the SINR encoder (``encoder_kwargs['covariates']``)."""
+class EnvInput(LocInput):
+    """WorldClim covariates sampled at cell centres through the SINR encoder (``encoder_kwargs['covariates']``);
+    like ``loc`` its raw input is the cell centres, which the encoder samples the rasters at."""
 
     modality: str = "env"
 
     def cache_key(self) -> dict[str, Any]:  # noqa: D102
         return {**self._encoder_key(), "covariates": str(self.encoder_kwargs.get("covariates"))}
-
-    def gather(self, lat: np.ndarray, lon: np.ndarray) -> Gathered:  # noqa: D102
-        return Gathered(np.stack([lat, lon], axis=1).astype(np.float64), np.ones(lat.shape[0], bool),
-                        [""] * lat.shape[0])
-
-    def encode(self, raw: np.ndarray) -> np.ndarray:  # noqa: D102
-        return self._encode_items(raw)
 
 
 @dataclass

@@ -83,8 +83,9 @@ def save_small_hf_clip(folder: str | Path, seed: int = 0) -> Path:
     return folder
 
 
-def save_small_open_clip(folder: str | Path, seed: int = 0) -> Path:
-    """A tiny open_clip ViT saved like ``hf-hub:MVRL/taxabind-vit-b-16`` (needs the ``clip`` extra)."""
+def _save_open_clip(folder: str | Path, model_cfg: dict | None, seed: int) -> Path:
+    """Random open_clip CLIP weights + ``open_clip_config.json`` in the ``MVRL/taxabind-vit-b-16`` layout
+    (``model_cfg`` None: the real ``ViT-B-16`` sizes)."""
     from safetensors.torch import save_file
 
     from geoprom3e.encoders.clip import import_open_clip
@@ -92,11 +93,7 @@ def save_small_open_clip(folder: str | Path, seed: int = 0) -> Path:
     open_clip = import_open_clip()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    model_cfg = {
-        "embed_dim": 512,
-        "vision_cfg": {"image_size": 224, "layers": 1, "width": 64, "head_width": 32, "patch_size": 32},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-    }
+    model_cfg = model_cfg or open_clip.get_model_config("ViT-B-16")
     preprocess_cfg = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "interpolation": "bicubic",
                       "resize_mode": "shortest"}
     cfg = {"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}
@@ -106,6 +103,15 @@ def save_small_open_clip(folder: str | Path, seed: int = 0) -> Path:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
     _note(folder)
     return folder
+
+
+def save_small_open_clip(folder: str | Path, seed: int = 0) -> Path:
+    """A tiny open_clip ViT saved like ``hf-hub:MVRL/taxabind-vit-b-16`` (needs the ``clip`` extra)."""
+    return _save_open_clip(folder, {
+        "embed_dim": 512,
+        "vision_cfg": {"image_size": 224, "layers": 1, "width": 64, "head_width": 32, "patch_size": 32},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+    }, seed)
 
 
 def save_small_loc(folder: str | Path, seed: int = 0, hidden: int = 64, prefix: str = "") -> Path:
@@ -228,20 +234,4 @@ def save_vit_b16_sat(folder: str | Path, seed: int = 0) -> Path:
 
 def save_open_clip_vit_b16(folder: str | Path, seed: int = 0) -> Path:
     """open_clip ``ViT-B-16`` with random weights in the ``MVRL/taxabind-vit-b-16`` layout (benchmarks)."""
-    from safetensors.torch import save_file
-
-    from geoprom3e.encoders.clip import import_open_clip
-
-    open_clip = import_open_clip()
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    model_cfg = open_clip.get_model_config("ViT-B-16")
-    preprocess_cfg = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "interpolation": "bicubic",
-                      "resize_mode": "shortest"}
-    cfg = {"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}
-    (folder / "open_clip_config.json").write_text(json.dumps(cfg))
-    torch.manual_seed(seed)
-    model = open_clip.CLIP(**model_cfg)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
-    _note(folder)
-    return folder
+    return _save_open_clip(folder, None, seed)
