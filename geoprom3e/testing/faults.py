@@ -59,6 +59,7 @@ class FaultConfig:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two sends: without this, 40 ms delayed-ACK stalls
     server: _Server
 
     def log_message(self, *args) -> None:  # quiet

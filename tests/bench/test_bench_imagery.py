@@ -27,6 +27,7 @@ pytestmark = pytest.mark.bench
 LATENCY_S = 0.02
 N_CELLS = 96
 N_NAIVE = 16
+REPEATS = 3
 WINDOW = "2020-01-01/2020-12-31"
 
 
@@ -99,15 +100,21 @@ def setup(tmp_path_factory):
         stack.stop()
 
 
-def _timed(stack, fn):
+def _timed(stack, fn, repeats=REPEATS):
+    """Best of ``repeats`` cold runs (GDAL's HTTP cache cleared before each; the machine is shared)."""
     from geoprom3e.imagery.reads import clear_gdal_http_cache
 
-    clear_gdal_http_cache()
-    stack.files.reset_stats()
-    t0 = time.perf_counter()
-    n_ok = fn()
-    dt = time.perf_counter() - t0
-    st = stack.files.stats(reset=True)
+    best = None
+    for _ in range(repeats):
+        clear_gdal_http_cache()
+        stack.files.reset_stats()
+        t0 = time.perf_counter()
+        n_ok = fn()
+        dt = time.perf_counter() - t0
+        st = stack.files.stats(reset=True)
+        if best is None or dt < best[0]:
+            best = (dt, n_ok, st)
+    dt, n_ok, st = best
     return {"seconds": dt, "chips": n_ok, "chips_per_s": n_ok / dt, "file_requests": st["file_requests"],
             "file_requests_per_chip": st["file_requests"] / max(n_ok, 1)}
 
@@ -123,10 +130,12 @@ def _ours(stack, lat, lon, threads, scl=True):
     def run():
         b = fetch_chip_block(req, lat, lon, source=src, threads=threads)
         out["search"] = b.stats["search_requests"]
+        out["search_s"] = b.stats["search_seconds"]
         return b.n_done
 
     r = _timed(stack, run)
     r["search_requests"] = out["search"]
+    r["search_seconds_last_run"] = out["search_s"]
     r["requests_per_chip"] = (r["file_requests"] + out["search"]) / max(r["chips"], 1)
     return r
 
