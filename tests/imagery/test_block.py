@@ -137,3 +137,17 @@ def test_median_of_k_scenes_ignores_clouded_pixels(tmp_path, served_catalog):
 def test_bad_cell_coordinates_raise():
     with pytest.raises(InputError, match=r"latitude must be in \[-90, 90\].*latitude first"):
         fetch_chip_block(ImageryRequest(stac_url="/nonexistent/catalog.json"), [-100.0], [40.0])
+
+
+def test_truncated_cog_file_is_listed_with_reason(tmp_path, served_catalog):
+    from geoprom3e.imagery import ReadSettings
+
+    root = tmp_path / "s"
+    a = synthetic(root, "CUT", seed=1, cloud_cover=5.0, size_px=1024)
+    _, cat = served_catalog(root)
+    lat, lon = scene_lonlat(a, [800], [800])
+    data = (a / "visual.tif").read_bytes()
+    (a / "visual.tif").write_bytes(data[: len(data) // 3])  # the file itself is cut short
+    block = fetch_chip_block(_req(cat), lat, lon, threads=1,
+                             settings=ReadSettings(retries=1, backoff_s=0.01, http_timeout_s=2, gdal_retries=0))
+    assert block.status[0] == FAILED and block.reason[0].startswith("CUT: ") and not block.chips.any()

@@ -112,3 +112,28 @@ def test_make_scenes_and_static_catalog(tmp_path):
     src = open_source(ImageryRequest(stac_url=str(tmp_path / "cat"), datetime=WINDOW, max_cloud=100))
     found = src.search((-180, -90, 180, 90))
     assert [s.id for s in found] == ["SYN_0", "SYN_1", "SYN_2"] and np.isclose(found[2].cloud_cover, 25.0)
+
+
+def test_stac_serve_runs_until_stopped(tmp_path, pgstac_api):
+    import threading
+
+    import pystac_client
+
+    from geoprom3e.testing.stac import serve_local_stac
+
+    synthetic(tmp_path / "scenes", "SERVED", seed=1)
+    ready, stop, seen = threading.Event(), threading.Event(), {}
+
+    def on_ready(stack):
+        seen["url"], seen["files"] = stack.stac_url, stack.files.url
+        ready.set()
+
+    t = threading.Thread(target=serve_local_stac, args=(tmp_path / "scenes",),
+                         kwargs={"ready": on_ready, "stop": stop}, daemon=True)
+    t.start()
+    assert ready.wait(120)
+    items = list(pystac_client.Client.open(seen["url"]).search(collections=["sentinel-2-l2a"]).items_as_dicts())
+    assert [i["id"] for i in items] == ["SERVED"] and items[0]["assets"]["visual"]["href"].startswith(seen["files"])
+    stop.set()
+    t.join(30)
+    assert not t.is_alive()
