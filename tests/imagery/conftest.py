@@ -1,4 +1,5 @@
-"""Fixtures for the imagery tests: a session pgstac STAC API, COG file servers, scenes and catalogues."""
+"""Fixtures for the imagery tests: COG file servers, scenes and catalogues (``pgstac_api``/``stack`` are in
+``tests/conftest.py``, shared with the engine tests)."""
 
 from __future__ import annotations
 
@@ -9,21 +10,10 @@ import pytest
 
 from geoprom3e.testing.cogs import write_real_chip_scenes, write_synthetic_scene
 from geoprom3e.testing.faults import FaultConfig, FaultyFileServer
-from geoprom3e.testing.pgstac import PgStacServer, pgstac_available
-from geoprom3e.testing.stac import LocalStacStack, build_items, write_static_catalog
+from geoprom3e.testing.stac import build_items, write_static_catalog
 from tests.conftest import shared_path
 
 REAL_CHIPS = ["CANAL_20240530", "CREEK_20240726", "LISA_20240616"]
-
-
-@pytest.fixture(scope="session")
-def pgstac_api():
-    """One real pgstac STAC API for the whole session (collections are unique per test)."""
-    reason = pgstac_available()
-    if reason:
-        pytest.skip(f"local STAC API unavailable: {reason}")
-    with PgStacServer() as api:
-        yield api
 
 
 @pytest.fixture(scope="session")
@@ -33,21 +23,6 @@ def real_scenes(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("real_scenes")
     write_real_chip_scenes(src, root, names=REAL_CHIPS)
     return root
-
-
-@pytest.fixture
-def stack(pgstac_api):
-    """Factory: ``stack(root, faults)`` -> a started LocalStacStack with its own collection on the shared API."""
-    started = []
-
-    def make(root: Path, faults: FaultConfig | None = None) -> LocalStacStack:
-        s = LocalStacStack(root, faults, collection=f"s2-{uuid.uuid4().hex[:8]}", api=pgstac_api).start()
-        started.append(s)
-        return s
-
-    yield make
-    for s in started:
-        s.stop()
 
 
 @pytest.fixture
