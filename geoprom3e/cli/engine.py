@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from geoprom3e.cli.grids import grid_from_cli, grid_options
+from geoprom3e.cli.imagery import imagery_options, request_from_cli
 
 
 def default_cache(grid_name: str) -> str:
@@ -70,16 +71,12 @@ def _fuse(visible: str, n_samples: int, seed: int):  # noqa: ANN202
 
 @click.command("embed-grid")
 @grid_options()
-@click.option("--modalities", default="sat,loc,env", show_default=True,
-              help="Cell modalities to embed (sat needs STAC access; env needs --covariates).")
+@click.option("--modalities", default="sat,loc", show_default=True,
+              help="Cell modalities to embed: sat (needs STAC access), loc, env (needs --covariates).")
 @click.option("--cache", default=None, type=click.Path(path_type=str),
               help="Embedding cache folder [default: $GEOPROM3E_CACHE/<grid>]; resumed when it exists.")
 @click.option("--chunk-size", default=32, show_default=True, type=int, help="Cells per chunk side.")
-@click.option("--stac-url", default=None, help="STAC API URL, or file:///…/catalog.json [default: Planetary Computer].")
-@click.option("--collection", default=None, help="STAC collection [default: sentinel-2-l2a].")
-@click.option("--datetime", "datetime_", default=None, help="Date window A/B [default: 2020-05-01/2020-09-30].")
-@click.option("--max-cloud", default=None, type=float, help="Scene cloud limit in percent [default: 20].")
-@click.option("--chip-size", default=None, type=int, help="Chip side in pixels [default: 256].")
+@imagery_options
 @click.option("--threads", default=16, show_default=True, type=int, help="Concurrent chip reads per process.")
 @click.option("--covariates", default=None, type=click.Path(path_type=str),
               help="WorldClim 2.1 stack or folder (elevation, bio1..bio19) for env.")
@@ -92,9 +89,9 @@ def _fuse(visible: str, n_samples: int, seed: int):  # noqa: ANN202
 @click.option("--workers", default=None, type=int, help="Run chunks on a local Dask cluster of N processes.")
 @click.option("--max-chunks", default=None, type=int, help="Stop after N chunks (a quick look; resume later).")
 @click.option("--dry-run", is_flag=True, help="Print what the run would fetch and encode, then stop.")
-def embed_grid_cmd(grid_name, bbox, shape, res, crs, mask, modalities, cache, chunk_size, stac_url, collection,  # noqa: ANN001, PLR0913
-                   datetime_, max_cloud, chip_size, threads, covariates, sat_weights, loc_weights, env_weights,
-                   weights_dir, device, scheduler, workers, max_chunks, dry_run) -> None:
+def embed_grid_cmd(grid_name, bbox, shape, res, crs, mask, modalities, cache, chunk_size, threads, covariates,  # noqa: ANN001
+                   sat_weights, loc_weights, env_weights, weights_dir, device, scheduler, workers, max_chunks,
+                   dry_run, **imagery) -> None:
     """Fetch, encode and cache every cell's embeddings for a grid (the expensive step, done once).
 
     Each chunk of cells is gathered (locations, Sentinel-2 chips via one STAC search per chunk, covariates),
@@ -113,8 +110,7 @@ def embed_grid_cmd(grid_name, bbox, shape, res, crs, mask, modalities, cache, ch
     click.echo(describe_cost(estimate_cost(grid, modalities, chunk_size=chunk_size, cache=cache)), err=True)
     if dry_run:
         return
-    inputs = build_inputs(modalities, stac_url=stac_url, collection=collection, datetime=datetime_,
-                          max_cloud=max_cloud, chip_size=chip_size, threads=threads, covariates=covariates,
+    inputs = build_inputs(modalities, request=request_from_cli(**imagery), threads=threads, covariates=covariates,
                           weights={"sat": sat_weights, "loc": loc_weights, "env": env_weights},
                           weights_dir=weights_dir, device=device)
     update, close = _bar("embed-grid")

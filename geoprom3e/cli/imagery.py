@@ -9,6 +9,49 @@ from geoprom3e.imagery.request import PLANETARY_COMPUTER_STAC, SELECTIONS, SIGNI
 _D = ImageryRequest()
 
 
+def imagery_options(f):  # noqa: ANN001, ANN201
+    """Decorator adding the imagery flags shared by every command that reads chips (see :func:`request_from_cli`)."""
+    opts = [
+        click.option("--stac-url", default=PLANETARY_COMPUTER_STAC, show_default=True,
+                     help="STAC API URL, or a static catalogue (file:///path/catalog.json or a path)."),
+        click.option("--collection", default=_D.collection, show_default=True, help="STAC collection id."),
+        click.option("--datetime", "window", default=_D.datetime, show_default=True, help="Date window START/END."),
+        click.option("--max-cloud", default=_D.max_cloud, show_default=True, type=float,
+                     help="Scene cloud limit, percent (eo:cloud_cover <)."),
+        click.option("--assets", default="visual", show_default=True,
+                     help="Asset keys in band order: visual (RGB uint8) or e.g. B04,B03,B02."),
+        click.option("--selection", type=click.Choice(SELECTIONS), default=_D.selection, show_default=True,
+                     help="least-cloudy scene passing the SCL check, or median of --median-k scenes."),
+        click.option("--median-k", default=_D.median_k, show_default=True, type=int, help="Scenes per median chip."),
+        click.option("--max-chip-cloud", default=_D.max_chip_cloud, show_default=True, type=float,
+                     help="Largest SCL cloud fraction inside a chip before the next scene is tried."),
+        click.option("--no-scl-check", is_flag=True, help="Skip the SCL cloud check inside chips (one read less)."),
+        click.option("--chip-size", default=_D.chip_size, show_default=True, type=int, help="Chip size in pixels."),
+        click.option("--resolution", default=_D.resolution, show_default=True, type=float,
+                     help="Chip pixel size (m)."),
+        click.option("--signing", type=click.Choice(SIGNING_MODES), default=_D.signing, show_default=True,
+                     help="auto: sign Azure blob hrefs (Planetary Computer); always; never."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+IMAGERY_PARAMS = ("stac_url", "collection", "window", "max_cloud", "assets", "selection", "median_k",
+                  "max_chip_cloud", "no_scl_check", "chip_size", "resolution", "signing")
+"""Names of the parameters :func:`imagery_options` adds."""
+
+
+def request_from_cli(stac_url, collection, window, max_cloud, assets, selection, median_k,  # noqa: ANN001, ANN201
+                     max_chip_cloud, no_scl_check, chip_size, resolution, signing):
+    """The :class:`ImageryRequest` the flags of :func:`imagery_options` describe."""
+    return ImageryRequest(
+        stac_url=stac_url, collection=collection, datetime=window, max_cloud=max_cloud,
+        assets=tuple(a.strip() for a in assets.split(",") if a.strip()), chip_size=chip_size,
+        resolution=resolution, selection=selection, median_k=median_k,
+        scl_asset=None if no_scl_check else _D.scl_asset, max_chip_cloud=max_chip_cloud, signing=signing)
+
+
 @click.command("fetch-chips")
 @click.option("--grid", default=None, help="Grid preset or grid file (see `geoprom3e grids list`).")
 @click.option("--cells", "cells_csv", default=None, type=click.Path(dir_okay=False),
@@ -16,24 +59,7 @@ _D = ImageryRequest()
 @click.option("--bbox", nargs=4, type=float, default=None, metavar="W S E N",
               help="Keep only cells whose centres fall inside (grid CRS; degrees for --cells).")
 @click.option("--no-mask", is_flag=True, help="Keep cells outside the grid's land mask too.")
-@click.option("--stac-url", default=PLANETARY_COMPUTER_STAC, show_default=True,
-              help="STAC API URL, or a static catalogue (file:///path/catalog.json or a path).")
-@click.option("--collection", default=_D.collection, show_default=True, help="STAC collection id.")
-@click.option("--datetime", "window", default=_D.datetime, show_default=True, help="Date window START/END.")
-@click.option("--max-cloud", default=_D.max_cloud, show_default=True, type=float,
-              help="Scene cloud limit, percent (eo:cloud_cover <).")
-@click.option("--assets", default="visual", show_default=True,
-              help="Asset keys in band order: visual (RGB uint8) or e.g. B04,B03,B02.")
-@click.option("--selection", type=click.Choice(SELECTIONS), default=_D.selection, show_default=True,
-              help="least-cloudy scene passing the SCL check, or median of --median-k scenes.")
-@click.option("--median-k", default=_D.median_k, show_default=True, type=int, help="Scenes per median chip.")
-@click.option("--max-chip-cloud", default=_D.max_chip_cloud, show_default=True, type=float,
-              help="Largest SCL cloud fraction inside a chip before the next scene is tried.")
-@click.option("--no-scl-check", is_flag=True, help="Skip the SCL cloud check inside chips (one read less).")
-@click.option("--chip-size", default=_D.chip_size, show_default=True, type=int, help="Chip size in pixels.")
-@click.option("--resolution", default=_D.resolution, show_default=True, type=float, help="Chip pixel size (m).")
-@click.option("--signing", type=click.Choice(SIGNING_MODES), default=_D.signing, show_default=True,
-              help="auto: sign Azure blob hrefs (Planetary Computer); always; never.")
+@imagery_options
 @click.option("--threads", default=16, show_default=True, type=click.IntRange(1, 256), help="Read threads.")
 @click.option("--block-size", default=256, show_default=True, type=click.IntRange(1, 100_000),
               help="Cells per block (one STAC search per block).")
@@ -64,11 +90,8 @@ def fetch_chips_cmd(grid, cells_csv, bbox, no_mask, stac_url, collection, window
 
     from geoprom3e.imagery.fetch import fetch_chips
 
-    request = ImageryRequest(
-        stac_url=stac_url, collection=collection, datetime=window, max_cloud=max_cloud,
-        assets=tuple(a.strip() for a in assets.split(",") if a.strip()), chip_size=chip_size,
-        resolution=resolution, selection=selection, median_k=median_k,
-        scl_asset=None if no_scl_check else _D.scl_asset, max_chip_cloud=max_chip_cloud, signing=signing)
+    request = request_from_cli(stac_url, collection, window, max_cloud, assets, selection, median_k,
+                               max_chip_cloud, no_scl_check, chip_size, resolution, signing)
     bars: list = []  # the bar appears once the store is open and the cell count known
 
     def start(n: int) -> None:

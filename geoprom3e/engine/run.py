@@ -20,18 +20,15 @@ ENGINE_MODALITIES = ("sat", "loc", "env")
 def build_inputs(
     modalities: str,
     *,
-    stac_url: str | None = None,
-    collection: str | None = None,
-    datetime: str | None = None,
-    max_cloud: float | None = None,
-    chip_size: int | None = None,
+    request: Any = None,
     threads: int = 16,
     covariates: str | None = None,
     weights: Mapping[str, str | None] | None = None,
     weights_dir: str | None = None,
     device: str | None = None,
 ) -> list[Any]:
-    """Production cell inputs for ``"sat,loc,env"``-style modality lists."""
+    """Production cell inputs for ``"sat,loc,env"``-style modality lists (``request``: the
+    :class:`~geoprom3e.imagery.ImageryRequest` for ``sat``, default Planetary Computer)."""
     names = [MODALITIES[i] for i in parse_modalities(modalities)]
     bad = [m for m in names if m not in ENGINE_MODALITIES]
     if bad:
@@ -42,11 +39,7 @@ def build_inputs(
     for m in names:
         kw: dict[str, Any] = {"weights": weights.get(m), "device": device, "weights_dir": weights_dir}
         if m == "sat":
-            from geoprom3e.imagery import ImageryRequest
-
-            req = {k: v for k, v in {"stac_url": stac_url, "collection": collection, "datetime": datetime,
-                                     "max_cloud": max_cloud, "chip_size": chip_size}.items() if v is not None}
-            kw.update(request=ImageryRequest(**req), threads=threads)
+            kw.update(request=request, threads=threads)
         if m == "env":
             if not covariates:
                 raise ConfigError("env needs covariate rasters: pass --covariates STACK.tif or a folder of "
