@@ -298,3 +298,89 @@ if __name__ == "__main__":
     import sys
 
     serve_forever_main(sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 0.0)
+
+
+class FaultyApiProxy:
+    """A reverse proxy on 127.0.0.1 in front of a STAC API that answers the first ``fail_first`` searches with
+    ``status`` (429/5xx), then forwards everything. ``counts`` tallies requests by kind (``search``, ``other``).
+
+    The ``Host`` header is forwarded, so the API's links point back through the proxy.
+    """
+
+    def __init__(self, upstream: str, *, fail_first: int = 2, status: int = 503) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.fail_first = fail_first
+        self.status = status
+        self.counts = {"search": 0, "other": 0, "failed": 0}
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the proxy."""
+        assert self._httpd is not None
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def start(self) -> FaultyApiProxy:
+        """Start serving in a daemon thread."""
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def _forward(self) -> None:
+                import urllib.error
+                import urllib.request
+
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
+                kind = "search" if self.path.split("?")[0].rstrip("/").endswith("/search") else "other"
+                with proxy._lock:
+                    proxy.counts[kind] += 1
+                    fail = kind == "search" and proxy.counts["failed"] < proxy.fail_first
+                    if fail:
+                        proxy.counts["failed"] += 1
+                if fail:
+                    msg = b'{"detail": "injected fault"}'
+                    self.send_response(proxy.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(msg)))
+                    self.end_headers()
+                    self.wfile.write(msg)
+                    return
+                skip = ("content-length", "connection", "accept-encoding")  # relay bodies as they are
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+                req = urllib.request.Request(proxy.upstream + self.path, data=body, method=self.command,
+                                             headers=headers)
+                try:
+                    with urllib.request.urlopen(req, timeout=30) as resp:
+                        status, payload, ctype = resp.status, resp.read(), resp.headers.get("Content-Type", "")
+                except urllib.error.HTTPError as exc:
+                    status, payload, ctype = exc.code, exc.read(), exc.headers.get("Content-Type", "")
+                self.send_response(status)
+                self.send_header("Content-Type", ctype or "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = _forward  # noqa: N815
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> FaultyApiProxy:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
