@@ -89,9 +89,11 @@ def _fuse(visible: str, n_samples: int, seed: int):  # noqa: ANN202
 @click.option("--workers", default=None, type=int, help="Run chunks on a local Dask cluster of N processes.")
 @click.option("--max-chunks", default=None, type=int, help="Stop after N chunks (a quick look; resume later).")
 @click.option("--dry-run", is_flag=True, help="Print what the run would fetch and encode, then stop.")
+@click.option("--retry-failed", is_flag=True,
+              help="Also redo chunks that recorded failed cells (e.g. after a network outage).")
 def embed_grid_cmd(grid_name, bbox, shape, res, crs, mask, modalities, cache, chunk_size, threads, covariates,  # noqa: ANN001
                    sat_weights, loc_weights, env_weights, weights_dir, device, scheduler, workers, max_chunks,
-                   dry_run, **imagery) -> None:
+                   dry_run, retry_failed, **imagery) -> None:
     """Fetch, encode and cache every cell's embeddings for a grid (the expensive step, done once).
 
     Each chunk of cells is gathered (locations, Sentinel-2 chips via one STAC search per chunk, covariates),
@@ -116,15 +118,18 @@ def embed_grid_cmd(grid_name, bbox, shape, res, crs, mask, modalities, cache, ch
     update, close = _bar("embed-grid")
     try:
         rep = run_embed_grid(grid, cache, inputs, chunk_size=chunk_size, progress=update, scheduler=scheduler,
-                             workers=workers, max_chunks=max_chunks)
+                             workers=workers, max_chunks=max_chunks, retry_failed=retry_failed)
     except KeyboardInterrupt:
         close()
         click.echo(f"interrupted: committed chunks are kept. Resume with: {' '.join(sys.argv)}", err=True)
         raise SystemExit(130) from None
     close()
-    fails = ", ".join(f"{m} {n}" for m, n in rep.failures.items())
+    fails = ", ".join(f"{m} {n}" for m, n in rep.failures.items() if n)
     click.echo(f"{grid.name}: {rep.chunks_done} chunks embedded, {rep.chunks_skipped} already cached "
                f"({rep.cells} cells, {rep.cells_per_s:.1f} cells/s); failed cells: {fails or 'none'}; cache {cache}")
+    if fails:
+        click.echo("failed cells and why: CACHE/commits/<modality>/*.json; after a transient outage rerun with "
+                   "--retry-failed", err=True)
 
 
 @click.command("map-species")

@@ -119,6 +119,11 @@ class EmbeddingCache:
         """Mark ``chunk`` of ``group`` done (call only after its arrays were written)."""
         atomic_write_text(self._marker(group, chunk), json.dumps(info, default=str))
 
+    def has_failures(self, group: str, chunk: Chunk) -> bool:
+        """True when ``chunk`` of ``group`` was committed with failed cells."""
+        marker = self._marker(group, chunk)
+        return marker.is_file() and bool(json.loads(marker.read_text()).get("failures"))
+
     def commit_info(self, group: str) -> list[dict[str, Any]]:
         """Every committed chunk's marker contents for ``group``."""
         folder = self.path / "commits" / group

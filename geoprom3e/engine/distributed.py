@@ -40,9 +40,9 @@ def _client(scheduler: str | None, workers: int | None) -> tuple[Any, Any]:
     return Client(cluster), cluster
 
 
-def run_on_dask(cache_path: str, grid: GridSpec, chunks: Sequence[Chunk], inputs: list[CellInput], *,
-                scheduler: str | None = None, workers: int | None = None) -> Iterator[dict[str, Any]]:
-    """Submit one task per chunk and yield each task's counts as it finishes."""
+def run_on_dask(cache_path: str, grid: GridSpec, chunks: Sequence[tuple[Chunk, list[str]]], inputs: list[CellInput],
+                *, scheduler: str | None = None, workers: int | None = None) -> Iterator[dict[str, Any]]:
+    """Submit one task per (chunk, modalities to do) and yield each task's counts as it finishes."""
     from dask.distributed import as_completed
 
     from geoprom3e.engine.pipeline import process_chunk
@@ -50,8 +50,8 @@ def run_on_dask(cache_path: str, grid: GridSpec, chunks: Sequence[Chunk], inputs
     client, cluster = _client(scheduler, workers)
     try:
         log.info("running %d chunks on %s", len(chunks), client.dashboard_link or client.scheduler.address)
-        futures = [client.submit(process_chunk, cache_path, grid, ch, inputs, key=f"embed-{ch.id}-{id(inputs)}",
-                                 pure=False) for ch in chunks]
+        futures = [client.submit(process_chunk, cache_path, grid, ch, inputs, todo,
+                                 key=f"embed-{ch.id}-{id(inputs)}", pure=False) for ch, todo in chunks]
         for fut in as_completed(futures):
             yield fut.result()
     finally:

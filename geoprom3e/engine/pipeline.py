@@ -129,11 +129,13 @@ def _write(work: _Work, cache: EmbeddingCache) -> int:
     return int(work.rows.size)
 
 
-def process_chunk(cache_path: str, grid: GridSpec, chunk: Chunk, inputs: Sequence[CellInput]) -> dict[str, Any]:
-    """Gather, encode and commit one chunk (the unit of work of a Dask task). Returns its counts."""
+def process_chunk(cache_path: str, grid: GridSpec, chunk: Chunk, inputs: Sequence[CellInput],
+                  todo: Sequence[str] | None = None) -> dict[str, Any]:
+    """Gather, encode and commit one chunk (the unit of work of a Dask task) for the modalities in ``todo``
+    (default: those not committed yet). Returns its counts."""
     cache = EmbeddingCache(cache_path, grid, create=False)
     by_name = {i.modality: i for i in inputs}
-    todo = [m for m in by_name if not cache.is_committed(m, chunk)]
+    todo = list(todo) if todo is not None else [m for m in by_name if not cache.is_committed(m, chunk)]
     work = _prepare(grid, chunk, todo)
     t0 = time.perf_counter()
     _gather(work, by_name, grid)
@@ -157,6 +159,7 @@ def embed_grid(
     workers: int | None = None,
     queue_size: int = 2,
     max_chunks: int | None = None,
+    retry_failed: bool = False,
 ) -> EmbedReport:
     """Embed every masked-in cell of ``grid`` for each input's modality into the cache at ``cache_path``.
 
@@ -170,6 +173,7 @@ def embed_grid(
         workers: start a local Dask cluster with this many worker processes instead.
         queue_size: chunks each single-process stage may hold ahead of the next.
         max_chunks: stop after this many chunks (for a quick look, or tests of resume).
+        retry_failed: also redo committed chunks that recorded failed cells (after a network outage, say).
     """
     if not inputs:
         raise ConfigError("no modality to embed: pass at least one input (e.g. --modalities loc)")
@@ -181,7 +185,10 @@ def embed_grid(
         cache.ensure_modality(inp.modality, inp.cache_key())
     _, _, mask = _centres_and_mask(grid)
     chunks = list(iter_chunks(grid, cache.chunk_size, mask))
-    pending = [(ch, [m for m in names if not cache.is_committed(m, ch)]) for ch in chunks]
+    def todo_for(ch: Chunk) -> list[str]:
+        return [m for m in names if not cache.is_committed(m, ch) or (retry_failed and cache.has_failures(m, ch))]
+
+    pending = [(ch, todo_for(ch)) for ch in chunks]
     pending = [(ch, todo) for ch, todo in pending if todo]
     skipped = len(chunks) - len(pending)
     if max_chunks is not None:
@@ -193,8 +200,7 @@ def embed_grid(
     if scheduler or workers:
         from geoprom3e.engine.distributed import run_on_dask
 
-        for res in run_on_dask(str(cache_path), grid, [ch for ch, _ in pending], list(inputs),
-                               scheduler=scheduler, workers=workers):
+        for res in run_on_dask(str(cache_path), grid, pending, list(inputs), scheduler=scheduler, workers=workers):
             _account(report, res, progress, total_cells)
     else:
         _run_local(grid, cache, pending, {i.modality: i for i in inputs}, report, progress, total_cells, queue_size)

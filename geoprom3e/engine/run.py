@@ -51,11 +51,11 @@ def build_inputs(
 
 def run_embed_grid(grid: GridSpec, cache: str | Path, inputs: list[Any], *, chunk_size: int = 32,
                    progress: Progress | None = None, scheduler: str | None = None, workers: int | None = None,
-                   max_chunks: int | None = None) -> EmbedReport:
+                   max_chunks: int | None = None, retry_failed: bool = False) -> EmbedReport:
     """:func:`embed_grid` after checking the grid's cache fits on disk budgets and the mask fits in memory."""
     ensure_fits_in_memory(grid, bytes_per_cell=32, what="the cell centres and mask")
     return embed_grid(grid, cache, inputs, chunk_size=chunk_size, progress=progress, scheduler=scheduler,
-                      workers=workers, max_chunks=max_chunks)
+                      workers=workers, max_chunks=max_chunks, retry_failed=retry_failed)
 
 
 def run_compare(a: str | Path, b: str | Path, *, band_a: str | None = None, band_b: str | None = None,

@@ -147,6 +147,16 @@ def test_injected_faults_leave_complete_failure_records(stack, assets, grid, tmp
     assert np.isfinite(arr["emb_sat"][ok].astype(np.float32)).all()  # no corrupt chunk
     assert np.isnan(arr["emb_sat"][~ok].astype(np.float32)).all()
     np.testing.assert_allclose(np.linalg.norm(arr["emb_sat"][ok].astype(np.float32), axis=-1), 1, atol=3e-3)
+    # the outage ends: a plain rerun keeps the committed chunks, --retry-failed redoes the ones with failures
+    s.files.set_faults(FaultConfig())
+    res = _invoke(_embed_args(s, assets, cache))
+    assert "0 chunks embedded" in res.output
+    res = _invoke(_embed_args(s, assets, cache, "--retry-failed"))
+    healed = _cache_arrays(cache, grid)["present_sat"]
+    clean = tmp_path / "clean.zarr"
+    _invoke(_embed_args(s, assets, clean))
+    assert np.array_equal(healed, _cache_arrays(clean, grid)["present_sat"])
+    assert healed[mask].sum() > ok[mask].sum()
 
 
 def test_dask_equals_single_process_against_the_stack(stack, assets, grid, tmp_path):
