@@ -7,7 +7,7 @@ Names are imported lazily, so ``geoprom3e.io.atomic`` stays cheap to import.
 
 from __future__ import annotations
 
-import importlib
+from geoprom3e._lazy import lazy_exports
 
 _EXPORTS = {
     "NODATA": "geoprom3e.io.layers",
@@ -34,11 +34,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> object:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'geoprom3e.io' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -5,7 +5,7 @@ Names are imported lazily so ``geoprom3e.maps.<module>`` stays cheap to import.
 
 from __future__ import annotations
 
-import importlib
+from geoprom3e._lazy import lazy_exports
 
 _EXPORTS = {
     "DIVERSITY_LAYERS": "geoprom3e.maps.diversity",
@@ -29,11 +29,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> object:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'geoprom3e.maps' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
