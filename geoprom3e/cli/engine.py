@@ -109,12 +109,12 @@ def embed_grid_cmd(grid_name, bbox, shape, res, crs, mask, modalities, cache, ch
 
     grid = grid_from_cli(grid_name, bbox, shape, res, crs, mask)
     cache = cache or default_cache(grid.name)
-    click.echo(describe_cost(estimate_cost(grid, modalities, chunk_size=chunk_size, cache=cache)), err=True)
-    if dry_run:
-        return
     inputs = build_inputs(modalities, request=request_from_cli(**imagery), threads=threads, covariates=covariates,
                           weights={"sat": sat_weights, "loc": loc_weights, "env": env_weights},
                           weights_dir=weights_dir, device=device)
+    click.echo(describe_cost(estimate_cost(grid, modalities, chunk_size=chunk_size, cache=cache)), err=True)
+    if dry_run:
+        return
     update, close = _bar("embed-grid")
     try:
         rep = run_embed_grid(grid, cache, inputs, chunk_size=chunk_size, progress=update, scheduler=scheduler,

@@ -19,7 +19,7 @@ import torch
 
 from geoprom3e.engine.cache import EmbeddingCache
 from geoprom3e.engine.fuse import FuseSettings, fuse_grid, model_fingerprint
-from geoprom3e.errors import ConfigError
+from geoprom3e.errors import ConfigError, InputError
 from geoprom3e.grid import GridSpec
 from geoprom3e.io.layers import LayerInfo
 from geoprom3e.io.manifest import build_manifest, describe_inputs
@@ -97,6 +97,11 @@ def species_maps(
 
     if not queries:
         raise ConfigError("no query: pass at least one photo (IMAGE...) or --text 'Genus species'")
+    for q in queries:
+        if q.kind == "image" and not Path(q.value).is_file():
+            raise InputError(f"query image {q.value!r} does not exist: pass the path of a JPEG/PNG/WebP/TIFF photo")
+        if q.kind == "text" and not q.value.strip():
+            raise InputError("--text is empty: pass a species name, e.g. --text 'Cardinalis cardinalis'")
     for q in queries:  # refuse before any work
         check_outputs(plan_outputs(out_dir, q.slug, ["similarity"], png=png), overwrite)
     timings: dict[str, float] = {}

@@ -58,6 +58,16 @@ def test_unreadable_query_image(ready, tmp_path):
     assert not any((tmp_path / "maps").glob("*.tif"))
 
 
+def test_inputs_are_checked_before_any_work(ready, tmp_path):
+    code, out = _run(["map-species", str(tmp_path / "missing.jpg"), *GRID_ARGS, "--cache", str(tmp_path / "none"),
+                      "--out", str(tmp_path / "maps")])
+    assert code == 2 and "query image" in _one_error_line(out) and "missing.jpg" in out
+    code, out = _run(["embed-grid", *GRID_ARGS, "--modalities", "sat,audio", "--dry-run"])
+    assert code == 2 and "not audio" in _one_error_line(out)
+    code, out = _run(["embed-grid", *GRID_ARGS, "--modalities", "loc", "--dry-run", "--cache", str(tmp_path / "c")])
+    assert code == 0 and "embedding 120 cells" in out and not (tmp_path / "c").exists()
+
+
 def test_missing_cache_names_the_command_that_builds_it(ready, tmp_path):
     code, out = _run(["uncertainty-map", *GRID_ARGS, "--cache", str(tmp_path / "nothing"), "--checkpoint",
                       str(ready / "model"), "--out", str(tmp_path / "maps")])
