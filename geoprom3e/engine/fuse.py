@@ -62,8 +62,12 @@ def fuse_grid(
     settings: FuseSettings = FuseSettings(),
     *,
     progress: Callable[[int, int], None] | None = None,
+    fingerprint: str | None = None,
 ) -> str:
-    """Run ProM3E on every committed chunk of the cache; returns the fused group name (resumable)."""
+    """Run ProM3E on every committed chunk of the cache; returns the fused group name (resumable).
+
+    ``fingerprint`` is :func:`model_fingerprint` of ``model`` when the caller has it already (it hashes every weight).
+    """
     vis = parse_modalities(list(settings.visible), model.config.num_modalities)
     dec = parse_modalities(list(settings.decode), model.config.num_modalities) if settings.decode else []
     names = [MODALITIES[i] for i in vis]
@@ -74,8 +78,9 @@ def fuse_grid(
             f"set {','.join(names)}: embed one with `geoprom3e embed-grid --grid {cache.grid.name} --modalities "
             f"{','.join(names)}`"
         )
-    group = fused_group(settings, model_fingerprint(model))
-    _ensure_fused_arrays(cache, group, settings, model, have, dec)
+    fingerprint = fingerprint or model_fingerprint(model)
+    group = fused_group(settings, fingerprint)
+    _ensure_fused_arrays(cache, group, settings, model, have, dec, fingerprint)
     mask = cache.grid.mask()
     chunks = [ch for ch in iter_chunks(cache.grid, cache.chunk_size, mask) if not cache.is_committed(group, ch)]
     total = int(sum(mask[ch.slices].sum() for ch in chunks))
@@ -93,14 +98,14 @@ def fuse_grid(
 
 
 def _ensure_fused_arrays(cache: EmbeddingCache, group: str, settings: FuseSettings, model: ProM3E,
-                         have: Sequence[str], dec: Sequence[int]) -> None:
+                         have: Sequence[str], dec: Sequence[int], fingerprint: str) -> None:
     root = cache.root
     if group in root:
         return
     rows, cols = cache.grid.shape
     c = cache.chunk_size
     g = root.create_group(group)
-    g.attrs.update({"settings": asdict(settings), "model": model_fingerprint(model), "model_config":
+    g.attrs.update({"settings": asdict(settings), "model": fingerprint, "model_config":
                     model.config.to_dict(), "visible_available": list(have)})
     for i in dec:
         g.create_array(f"recon_{MODALITIES[i]}", shape=(rows, cols, EMBED_DIM), chunks=(c, c, EMBED_DIM),

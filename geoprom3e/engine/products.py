@@ -58,7 +58,7 @@ def load_model(checkpoint: str | Path | None, device: str | None = None) -> ProM
     return model.eval()
 
 
-def _manifest(kind: str, grid: GridSpec, cache: EmbeddingCache, model: ProM3E, group: str,
+def _manifest(kind: str, grid: GridSpec, cache: EmbeddingCache, model: ProM3E, fingerprint: str, group: str,
               timings: dict[str, float], extra: dict[str, Any], inputs: Sequence[str] = ()) -> dict[str, Any]:
     failures = [{"modality": m, **f} for m in cache.modalities() for f in cache.failures(m)]
     keys = cache.modality_keys()
@@ -69,7 +69,7 @@ def _manifest(kind: str, grid: GridSpec, cache: EmbeddingCache, model: ProM3E, g
         counts={"cells_masked_in": int(grid.mask().sum()), "failed_cells": len(failures)},
         timings=timings, failures=failures[:10000],
         extra={"cache": str(cache.path), "cache_modalities": keys, "fused_group": group,
-               "model": {"fingerprint": model_fingerprint(model), "config": model.config.to_dict()},
+               "model": {"fingerprint": fingerprint, "config": model.config.to_dict()},
                "notes": notes, **extra},
     )
 
@@ -110,7 +110,9 @@ def species_maps(
     model = load_model(checkpoint, device)
     kinds = sorted({q.kind for q in queries})
     settings = FuseSettings(**{**asdict(fuse), "decode": tuple(kinds)})
-    group = fuse_grid(cache, model, settings, progress=(lambda n, tot: progress("fuse", n, tot)) if progress else None)
+    fp = model_fingerprint(model)
+    group = fuse_grid(cache, model, settings, progress=(lambda n, tot: progress("fuse", n, tot)) if progress else None,
+                      fingerprint=fp)
     timings["fuse"] = time.perf_counter() - t
     emb: dict[int, np.ndarray] = {}
     encoder_infos: dict[str, Any] = {}
@@ -133,13 +135,13 @@ def species_maps(
             q = queries[i]
             meta = {"quantity": "species similarity", "query": q.value, "query_kind": q.kind, "mode": mode,
                     "alpha": alpha if mode == "hybrid" else "n/a", "visible": ",".join(settings.visible),
-                    "n_samples": settings.n_samples, "model_fingerprint": model_fingerprint(model),
+                    "n_samples": settings.n_samples, "model_fingerprint": fp,
                     **(attrs or {})}
             info = {"similarity": LayerInfo(
                 long_name=f"cosine similarity to {Path(q.value).name if q.kind == 'image' else q.value}",
                 units="1", cmap="magma",
                 description=f"ProM3E {mode} similarity between the query {q.kind} embedding and each cell")}
-            manifest = _manifest("species-map", grid, cache, model, group, timings,
+            manifest = _manifest("species-map", grid, cache, model, fp, group, timings,
                                  {"query": asdict(q), "mode": mode, "alpha": alpha, "query_encoder":
                                   encoder_infos[q.kind]}, inputs=[q.value] if q.kind == "image" else [])
             outputs.append(write_maps(out_dir, grid, {"similarity": sims[k]}, basename=q.slug, info=info,
@@ -170,7 +172,9 @@ def uncertainty_map(
     cache = EmbeddingCache(cache_path, grid, create=False)
     model = load_model(checkpoint, device)
     settings = FuseSettings(**{**asdict(fuse), "decode": ()})
-    group = fuse_grid(cache, model, settings, progress=(lambda n, tot: progress("fuse", n, tot)) if progress else None)
+    fp = model_fingerprint(model)
+    group = fuse_grid(cache, model, settings, progress=(lambda n, tot: progress("fuse", n, tot)) if progress else None,
+                      fingerprint=fp)
     layers = uncertainty_layers(cache, group)
     timings = {"fuse_and_read": time.perf_counter() - t}
     info = {
@@ -179,9 +183,9 @@ def uncertainty_map(
         "n_modalities": LayerInfo(long_name="modalities the cell showed the model", units="count", cmap="cividis"),
     }
     meta = {"quantity": "ProM3E latent uncertainty", "visible": ",".join(settings.visible),
-            "model_fingerprint": model_fingerprint(model), **(attrs or {})}
+            "model_fingerprint": fp, **(attrs or {})}
     return write_maps(out_dir, grid, layers, basename="uncertainty", info=info, attrs=meta, overwrite=overwrite,
                       png=png,
-                      manifest=_manifest("uncertainty-map", grid, cache, model, group, timings, {}),
+                      manifest=_manifest("uncertainty-map", grid, cache, model, fp, group, timings, {}),
                       settings={"grid": grid.to_dict(), "cache": str(cache_path),
                                 "checkpoint": str(checkpoint or "MVRL/ProM3E"), "fuse": asdict(settings)})

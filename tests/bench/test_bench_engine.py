@@ -37,8 +37,9 @@ def _prefill(cache_dir: Path, grid, model, fill_embeddings: bool) -> str:
     for m in ("sat", "loc"):
         cache.ensure_modality(m, {"encoder": "bench"})
     settings = FuseSettings(visible=("sat", "loc", "env"), decode=("image",))
-    group = fused_group(settings, model_fingerprint(model))
-    _ensure_fused_arrays(cache, group, settings, model, ["sat", "loc"], [0])
+    fp = model_fingerprint(model)
+    group = fused_group(settings, fp)
+    _ensure_fused_arrays(cache, group, settings, model, ["sat", "loc"], [0], fp)
     g = cache.root[group]
     rng = np.random.default_rng(0)
     mask = grid.mask()
