@@ -74,13 +74,14 @@ def train_cmd(recipe: Path, overrides: tuple[str, ...], out: Path | None, resume
 @click.option("--modalities", "-m", default=None, help="Modalities to use, e.g. image,sat,loc (default: all present).")
 @click.option("--subset", "-s", "subsets", multiple=True,
               help="A visible set to evaluate, e.g. -s sat -s sat,loc (default: every non-empty subset).")
-@click.option("--hybrid-weight", "-w", type=float, default=0.5, show_default=True,
-              help="Weight of intra-modal similarity in hybrid retrieval (0 = inter-modal only, 1 = intra only).")
+@click.option("--alpha", "hybrid_alpha", type=float, default=0.5, show_default=True,
+              help="Weight of the inter-modal score in hybrid retrieval: alpha * inter + (1 - alpha) * recon, "
+                   "the same score as map-species --mode hybrid (0 = recon only, 1 = inter only).")
 @click.option("--max-rows", type=int, default=2000, show_default=True, help="Rows sampled for retrieval.")
 @click.option("--batch-size", type=int, default=1024, show_default=True, help="Rows per forward pass.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the row sample.")
 def evaluate_cmd(checkpoint: Path, data: Path, out: Path | None, modalities: str | None, subsets: tuple[str, ...],
-                 hybrid_weight: float, max_rows: int, batch_size: int, seed: int) -> None:
+                 hybrid_alpha: float, max_rows: int, batch_size: int, seed: int) -> None:
     """Evaluate the ProM3E model at CHECKPOINT on held-out embeddings DATA, subset by subset.
 
     \b
@@ -91,7 +92,7 @@ def evaluate_cmd(checkpoint: Path, data: Path, out: Path | None, modalities: str
     \b
     Examples:
       geoprom3e evaluate runs/miam/model val.npy
-      geoprom3e evaluate runs/miam/checkpoints/epoch-0050 val.parquet -s sat -s sat,loc,env -w 0.3
+      geoprom3e evaluate runs/miam/checkpoints/epoch-0050 val.parquet -s sat -s sat,loc,env --alpha 0.3
     """
     from tqdm import tqdm
 
@@ -106,7 +107,7 @@ def evaluate_cmd(checkpoint: Path, data: Path, out: Path | None, modalities: str
             bar.refresh()
 
         rep = evaluate(checkpoint, data, modalities=modalities, subsets=list(subsets) or None,
-                       hybrid_weight=hybrid_weight, max_rows=max_rows, batch_size=batch_size, seed=seed,
+                       hybrid_alpha=hybrid_alpha, max_rows=max_rows, batch_size=batch_size, seed=seed,
                        out_dir=out, progress=report)
     click.echo(markdown_table(rep))
     click.echo(f"wrote {out / 'evaluation.json'} and {out / 'evaluation.md'}")

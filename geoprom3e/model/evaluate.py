@@ -10,7 +10,8 @@ measures, on held-out rows that hold all of S:
   e_j (mean over targets), for S and for S plus each added modality; and how far the latent centroid moves
   when that modality is added;
 * hybrid retrieval for each hidden modality q: row i's true e_q queries every row k by
-  ``w · cos(e_q,i, recon_q,k) + (1 − w) · mean_{s∈S} cos(e_q,i, e_s,k)`` (intra- and inter-modal).
+  ``alpha · mean_{s∈S} cos(e_q,i, e_s,k) + (1 − alpha) · cos(e_q,i, recon_q,k)`` (inter- and intra-modal;
+  :func:`geoprom3e.scores.hybrid_score`, the same score ``map-species --mode hybrid`` uses).
 
 :func:`validate` is the cheaper pass the training loop runs each epoch (one visible modality at a time).
 """
@@ -35,6 +36,7 @@ from geoprom3e.modalities import MODALITIES, parse_modalities
 from geoprom3e.model.data import EmbeddingSet, as_embedding_set
 from geoprom3e.model.loss import prom3e_loss
 from geoprom3e.model.prom3e import ProM3E
+from geoprom3e.scores import HYBRID_CONVENTION, check_alpha, hybrid_score
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +168,7 @@ class SubsetResult:
     latent_shift_added: dict[str, float] = field(default_factory=dict)
     """‖centroid(μ | S) − centroid(μ | S + a)‖ for each added modality a."""
     hybrid: dict[str, dict[str, float]] = field(default_factory=dict)
-    """Per hidden query modality: R@1 of inter-modal (w=0), hybrid (chosen w) and intra-modal (w=1) scores."""
+    """Per hidden query modality: R@1 of intra-modal (alpha=0), hybrid (chosen alpha) and inter-modal (alpha=1)."""
 
 
 @dataclass
@@ -177,8 +179,8 @@ class EvaluationReport:
     """Available modalities evaluated."""
     rows: int
     """Rows drawn from the data for the evaluation."""
-    hybrid_weight: float
-    """Weight w of the intra-modal similarity in the hybrid score."""
+    hybrid_alpha: float
+    """Weight alpha of the inter-modal similarity in the hybrid score (see :mod:`geoprom3e.scores`)."""
     ks: list[int]
     """The k of recall@k."""
     subsets: list[SubsetResult]
@@ -203,7 +205,7 @@ def evaluate(
     modalities: Sequence[str] | str | None = None,
     subsets: Sequence[Sequence[str] | str] | None = None,
     ks: Sequence[int] = (1, 5, 10),
-    hybrid_weight: float = 0.5,
+    hybrid_alpha: float = 0.5,
     max_rows: int = 2000,
     batch_size: int = 1024,
     seed: int = 0,
@@ -218,7 +220,7 @@ def evaluate(
         modalities: modalities to use (default: every one present in at least 2 rows).
         subsets: visible sets to evaluate (default: every non-empty subset of ``modalities``).
         ks: recall@k values.
-        hybrid_weight: w in [0, 1], weight of the intra-modal similarity in the hybrid score.
+        hybrid_alpha: alpha in [0, 1], weight of the inter-modal similarity in the hybrid score.
         max_rows: evaluate on at most this many rows (a seeded random sample); retrieval is among them.
         batch_size: rows per forward pass.
         seed: seed of the row sample.
@@ -229,8 +231,7 @@ def evaluate(
     if not isinstance(model, ProM3E):
         checkpoint = str(model)
         model = ProM3E.from_checkpoint(model)
-    if not 0.0 <= float(hybrid_weight) <= 1.0:
-        raise ConfigError(f"hybrid weight {hybrid_weight!r}: must be in [0, 1] (0 = inter-modal, 1 = intra-modal)")
+    hybrid_alpha = check_alpha(hybrid_alpha)
     if max_rows < 2 or batch_size < 1:
         raise ConfigError(f"max_rows = {max_rows}, batch_size = {batch_size}: need max_rows >= 2, batch_size >= 1")
     ks = sorted({int(k) for k in ks})
@@ -258,7 +259,7 @@ def evaluate(
         if res["rows"] < 2:
             log.warning("subset %s: fewer than 2 rows hold all of it; skipped", [MODALITIES[i] for i in s])
             continue
-        results.append(_subset_result(ds, s, avail, res, cache, model, batch_size, ks, float(hybrid_weight)))
+        results.append(_subset_result(ds, s, avail, res, cache, model, batch_size, ks, hybrid_alpha))
     singles = {i: _run_subset(model, ds, (i,), avail, batch_size) if (i,) not in cache else cache[(i,)] for i in avail}
     latent_gap = {
         MODALITIES[a]: {
@@ -268,7 +269,7 @@ def evaluate(
         for a in avail if singles[a]["rows"] >= 2
     }
     report = EvaluationReport(
-        modalities=[MODALITIES[i] for i in avail], rows=len(ds), hybrid_weight=float(hybrid_weight), ks=ks,
+        modalities=[MODALITIES[i] for i in avail], rows=len(ds), hybrid_alpha=hybrid_alpha, ks=ks,
         subsets=results, latent_gap=latent_gap, checkpoint=checkpoint,
     )
     if out_dir is not None:
@@ -380,8 +381,8 @@ def _subset_result(
         intra = query @ res["recon"][p, a].T
         inter = torch.stack([query @ ds.embeddings[idx[p], v].T for v in s]).mean(dim=0)
         hybrid[MODALITIES[q]] = {
-            f"w={ww:g}": float((_ranks_from_scores(ww * intra + (1 - ww) * inter) < 1).float().mean())
-            for ww in sorted({0.0, w, 1.0})
+            f"alpha={a:g}": float((_ranks_from_scores(hybrid_score(inter, intra, a)) < 1).float().mean())
+            for a in sorted({0.0, w, 1.0})
         }
     return SubsetResult(
         visible=[MODALITIES[i] for i in s],
@@ -401,7 +402,7 @@ def markdown_table(report: EvaluationReport) -> str:
     """Per-subset table in the MIAM paper's layout: one ✓ column per modality, then the metrics."""
     mods = report.modalities
     k_cols = [f"R@{k}" for k in report.ks]
-    w = f"w={report.hybrid_weight:g}"
+    w = f"alpha={report.hybrid_alpha:g}"
     head = [*mods, *(f"{c} hidden" for c in k_cols), "‖σ‖₁", "gap", f"hybrid R@1 ({w})", *(f"{m} R@1" for m in mods)]
     align = [":-:"] * len(mods) + ["--:"] * (len(head) - len(mods))
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
@@ -416,7 +417,8 @@ def markdown_table(report: EvaluationReport) -> str:
     note = (
         f"\nRecall in % over {report.rows} rows (chance R@1 ≈ {100 / max(report.rows, 1):.2f} %). "
         "'hidden' = mean over the modalities not visible; per-modality columns include visible ones "
-        "(reconstruction of an input). gap = mean ‖centroid(recon) − centroid(true)‖.\n"
+        "(reconstruction of an input). gap = mean ‖centroid(recon) − centroid(true)‖. "
+        f"{HYBRID_CONVENTION}.\n"
     )
     return "\n".join(lines) + "\n" + note
 

@@ -41,12 +41,12 @@ def test_train_then_evaluate_from_the_cli(files):
     res = run("train", recipe, "--out", out, "--no-progress", "--resume", "masking.params.lam=2", "train.epochs=3")
     assert res.exit_code == 0, res.output
     assert [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
-    res = run("evaluate", out / "model", held, "--out", tmp / "ev", "-s", "sat", "-s", "sat,loc", "-w", "0.25")
+    res = run("evaluate", out / "model", held, "--out", tmp / "ev", "-s", "sat", "-s", "sat,loc", "--alpha", "0.25")
     assert res.exit_code == 0, res.output
     assert "| ✓ | ✓ |" in res.output  # the sat,loc row of the table (image column blank first)
     rep = json.loads((tmp / "ev" / "evaluation.json").read_text())
     assert [s["visible"] for s in rep["subsets"]] == [["sat"], ["sat", "loc"]]
-    assert rep["hybrid_weight"] == 0.25
+    assert rep["hybrid_alpha"] == 0.25
 
 
 def test_help_teaches():

@@ -17,7 +17,7 @@ MODS = ["image", "sat", "loc", "env", "text", "audio"]
 def report(tmp_path_factory):
     res = trained_small_model("miam", 12)
     out = tmp_path_factory.mktemp("eval")
-    rep = evaluate(res.model, make_synthetic(300, seed=77).as_dict(), max_rows=300, hybrid_weight=0.3, out_dir=out)
+    rep = evaluate(res.model, make_synthetic(300, seed=77).as_dict(), max_rows=300, hybrid_alpha=0.3, out_dir=out)
     return rep, out
 
 
@@ -26,7 +26,7 @@ def test_every_non_empty_subset_is_evaluated_and_written(report):
     assert len(rep.subsets) == 63 and rep.rows == 300 and rep.modalities == MODS
     assert [len(s.visible) for s in rep.subsets] == sorted(len(s.visible) for s in rep.subsets)
     data = json.loads((out / "evaluation.json").read_text())
-    assert len(data["subsets"]) == 63 and data["hybrid_weight"] == 0.3
+    assert len(data["subsets"]) == 63 and data["hybrid_alpha"] == 0.3
     md = (out / "evaluation.md").read_text().splitlines()
     assert md[0].startswith("| image | sat | loc | env | text | audio | R@1 hidden")
     assert sum(1 for line in md if line.startswith("| ")) == 64  # header + 63 subsets
@@ -53,7 +53,7 @@ def test_gap_hybrid_and_latent_fields(report):
     assert set(sat.latent_shift_added) == set(MODS) - {"sat"}
     assert all(v > 0 for v in sat.latent_shift_added.values())
     assert set(sat.hybrid) == set(MODS) - {"sat"}
-    assert set(sat.hybrid["image"]) == {"w=0", "w=0.3", "w=1"}
+    assert set(sat.hybrid["image"]) == {"alpha=0", "alpha=0.3", "alpha=1"}
     assert sat.modality_gap > 0 and np.isfinite(sat.sigma_l1)
     assert rep.latent_gap["sat"]["sat"] == 0.0 and rep.latent_gap["sat"]["audio"] > 0
 
@@ -102,8 +102,8 @@ def test_recall_at_counts_ranks():
 def test_bad_requests(report):
     res = trained_small_model("miam", 12)
     data = make_synthetic(50, seed=1).as_dict()
-    with pytest.raises(ConfigError, match="hybrid weight 1.5"):
-        evaluate(res.model, data, hybrid_weight=1.5)
+    with pytest.raises(ConfigError, match="--alpha 1.5"):
+        evaluate(res.model, data, hybrid_alpha=1.5)
     data_no_audio = {k: v for k, v in data.items() if k != "audio"}
     with pytest.raises(InputError, match="lacks modality keys audio"):
         evaluate(res.model, data_no_audio)
