@@ -44,9 +44,12 @@ def demo(out: str, recipe: str | None) -> None:
         click.echo(f"  {name:<40} " + "  ".join(f"{h} {v:+.3f}" for h, v in by_hab.items()))
     c = res.comparison
     click.echo(f"||sigma||_1 vs Shannon: Pearson r = {c['pearson_r']:.3f}, Spearman rho = {c['spearman_rho']:.3f} "
-               f"over {c['n_cells']} cells")
+               f"over {c['n_cells']} cells (a description of this synthetic world, not evidence: under the "
+               "published loss ||sigma||_1 has not been shown to track input informativeness)")
     click.echo("timings (s): " + ", ".join(f"{k} {v}" for k, v in res.seconds.items()))
     click.echo("note: scenes, photos, records and sat/image encoder weights are synthetic (see README).")
+    click.echo("map your own photo (in place of this one) from the demo's cache, model and encoders with:")
+    click.echo(f"  {res.handoff}")
 
 
 def register(group: click.Group) -> None:

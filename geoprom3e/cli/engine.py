@@ -1,9 +1,11 @@
-"""``embed-grid``, ``map-species``, ``uncertainty-map``, ``compare``: the gridding engine's commands."""
+"""``embed-grid``, ``map-species``, ``uncertainty-map``, ``compare``, ``cache verify``: the gridding engine's commands.
+
+Each parses its options and makes one call into :mod:`geoprom3e.products`.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -11,31 +13,37 @@ import click
 
 from geoprom3e.cli.grids import grid_from_cli, grid_options
 from geoprom3e.cli.imagery import imagery_options, request_from_cli
+from geoprom3e.cli.progress import Bars
+from geoprom3e.maps.species import MODES
+from geoprom3e.scores import HYBRID_CONVENTION
+
+_GRID_FLAGS = ("grid_name", "bbox", "shape", "res", "crs", "mask")
 
 
-def default_cache(grid_name: str) -> str:
-    """``$GEOPROM3E_CACHE/<grid>`` (default ``~/.cache/geoprom3e/<grid>``)."""
-    root = os.environ.get("GEOPROM3E_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "geoprom3e")
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in grid_name)
-    return os.path.join(root, safe)
+def resolve_grid_and_cache(cache: str | None, grid_name, bbox, shape, res, crs, mask):  # noqa: ANN001, ANN201
+    """(grid or None, cache folder). Without grid flags the map uses the cache's own grid; with them, a window."""
+    from geoprom3e.products.base import DEFAULT_GRID, default_cache
+
+    flags = (grid_name, bbox, shape, res, crs, mask)
+    grid = grid_from_cli(*flags) if any(v not in (None, ()) for v in flags) else None
+    if cache is None:
+        custom = bbox is not None and (shape is not None or res is not None)
+        cache = str(default_cache(grid.name if custom else (grid_name if grid_name and not
+                                                               grid_name.lower().endswith((".json", ".yaml", ".yml"))
+                                                               else DEFAULT_GRID)))
+    return grid, cache
 
 
-def _bar(desc: str, unit: str = "cells"):  # noqa: ANN202
-    from tqdm.auto import tqdm
+def _require_cache(cache: str, grid_name, bbox, build_hint: bool) -> None:  # noqa: ANN001
+    from geoprom3e.errors import CacheError
 
-    state: dict = {}
-
-    def update(n: int, total: int) -> None:
-        if "bar" not in state:
-            state["bar"] = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr,
-                                disable=None)
-        state["bar"].update(n)
-
-    def close() -> None:
-        if "bar" in state:
-            state["bar"].close()
-
-    return update, close
+    if not (Path(cache) / "embeddings.zarr" / "zarr.json").is_file() and not Path(cache).exists():
+        where = f"--grid {grid_name or 'usa-250x500'} "
+        if bbox:
+            where += "--bbox " + " ".join(f"{v:g}" for v in bbox) + " "
+        more = ", or add --build-cache to build it first" if build_hint else ""
+        raise CacheError(f"no embedding cache at {cache}: build it with `geoprom3e embed-grid {where}--cache {cache}` "
+                         f"(Sentinel-2 via Planetary Computer; hours for the whole USA){more}")
 
 
 def _model_options(f):  # noqa: ANN001, ANN202
@@ -43,15 +51,17 @@ def _model_options(f):  # noqa: ANN001, ANN202
         click.option("--checkpoint", default=None, type=click.Path(path_type=str),
                      help="ProM3E checkpoint (file or folder) [default: MVRL/ProM3E from Hugging Face]."),
         click.option("--cache", "cache", default=None, type=click.Path(path_type=str),
-                     help="Embedding cache folder [default: $GEOPROM3E_CACHE/<grid>]."),
+                     help="Embedding cache folder; its grid is the map's grid unless --grid/--bbox pick a window "
+                          "[default: $GEOPROM3E_CACHE/usa-250x500]."),
         click.option("--visible", default="sat,loc,env", show_default=True,
                      help="Modalities a cell may show the model; each cell uses those it has in the cache."),
         click.option("--n-samples", default=5, show_default=True, type=int,
                      help="Latent draws averaged before decoding (0 = decode the mean)."),
         click.option("--seed", default=0, show_default=True, type=int, help="Seed of the latent draws."),
         click.option("--device", default=None, help="Torch device [default: cuda if available, else cpu]."),
-        click.option("--out", required=True, type=click.Path(path_type=str), help="Output folder."),
-        click.option("--overwrite", is_flag=True, help="Replace existing outputs."),
+        click.option("--out", default="maps", show_default=True, type=click.Path(path_type=str),
+                     help="Output folder."),
+        click.option("--overwrite", is_flag=True, help="Replace existing outputs (every file of the old set)."),
         click.option("--no-png", is_flag=True, help="Skip the PNG quicklooks (faster when making many maps)."),
     ]
     for opt in reversed(opts):
@@ -61,12 +71,8 @@ def _model_options(f):  # noqa: ANN001, ANN202
 
 def _fuse(visible: str, n_samples: int, seed: int):  # noqa: ANN202
     from geoprom3e.engine import FuseSettings
-    from geoprom3e.engine.fuse import check_settings
-    from geoprom3e.modalities import MODALITIES, parse_modalities
 
-    s = FuseSettings(visible=tuple(MODALITIES[i] for i in parse_modalities(visible)), n_samples=n_samples, seed=seed)
-    check_settings(s)
-    return s
+    return FuseSettings(visible=tuple(v for v in visible.split(",") if v), n_samples=n_samples, seed=seed)
 
 
 @click.command("embed-grid")
@@ -74,8 +80,9 @@ def _fuse(visible: str, n_samples: int, seed: int):  # noqa: ANN202
 @click.option("--modalities", default="sat,loc", show_default=True,
               help="Cell modalities to embed: sat (needs STAC access), loc, env (needs --covariates).")
 @click.option("--cache", default=None, type=click.Path(path_type=str),
-              help="Embedding cache folder [default: $GEOPROM3E_CACHE/<grid>]; resumed when it exists.")
-@click.option("--chunk-size", default=32, show_default=True, type=int, help="Cells per chunk side.")
+              help="Embedding cache folder [default: $GEOPROM3E_CACHE/<grid>]; resumed when it exists, and a "
+                   "--bbox window of its grid embeds only the chunks it touches.")
+@click.option("--chunk-size", default=32, show_default=True, type=int, help="Cells per chunk side (new caches).")
 @imagery_options
 @click.option("--threads", default=16, show_default=True, type=int, help="Concurrent chip reads per process.")
 @click.option("--covariates", default=None, type=click.Path(path_type=str),
@@ -103,27 +110,33 @@ def embed_grid_cmd(grid_name, bbox, shape, res, crs, mask, modalities, cache, ch
     Examples:
       geoprom3e embed-grid --grid usa-250x500 --modalities sat,loc
       geoprom3e embed-grid --grid usa-250x500 --bbox -110 35 -100 42 --workers 4
-      geoprom3e embed-grid --grid demo --stac-url file:///data/scenes/catalog.json --sat-weights ./ecosat
+      geoprom3e embed-grid --grid usa-250x500 --modalities loc --dry-run
     """
-    from geoprom3e.engine.run import build_inputs, describe_cost, estimate_cost, run_embed_grid
+    from geoprom3e.products.base import check_device
+    from geoprom3e.products.embed import build_inputs, embed, plan_embed
 
+    check_device(device)
     grid = grid_from_cli(grid_name, bbox, shape, res, crs, mask)
-    cache = cache or default_cache(grid.name)
+    cache_grid = None
+    if cache is None and bbox is not None and shape is None and res is None:
+        from geoprom3e.grid import get_grid
+
+        cache_grid = get_grid(grid_name or "usa-250x500")  # the preset's shared cache; embed this window of it
+    _, cache = resolve_grid_and_cache(cache, grid_name or "usa-250x500", bbox, shape, res, crs, mask)
     inputs = build_inputs(modalities, request=request_from_cli(**imagery), threads=threads, covariates=covariates,
                           weights={"sat": sat_weights, "loc": loc_weights, "env": env_weights},
                           weights_dir=weights_dir, device=device)
-    click.echo(describe_cost(estimate_cost(grid, modalities, chunk_size=chunk_size, cache=cache)), err=True)
+    click.echo(plan_embed(grid, modalities, chunk_size=chunk_size, cache=cache).describe(), err=True)
     if dry_run:
         return
-    update, close = _bar("embed-grid")
-    try:
-        rep = run_embed_grid(grid, cache, inputs, chunk_size=chunk_size, progress=update, scheduler=scheduler,
-                             workers=workers, max_chunks=max_chunks, retry_failed=retry_failed)
-    except KeyboardInterrupt:
-        close()
-        click.echo(f"interrupted: committed chunks are kept. Resume with: {' '.join(sys.argv)}", err=True)
-        raise SystemExit(130) from None
-    close()
+    with Bars() as bars:
+        try:
+            rep = embed(grid, cache, inputs, chunk_size=chunk_size, progress=bars, scheduler=scheduler,
+                        workers=workers, max_chunks=max_chunks, retry_failed=retry_failed, cache_grid=cache_grid)
+        except KeyboardInterrupt:
+            bars.__exit__()
+            click.echo(f"interrupted: committed chunks are kept. Resume with: {' '.join(sys.argv)}", err=True)
+            raise SystemExit(130) from None
     fails = ", ".join(f"{m} {n}" for m, n in rep.failures.items() if n)
     click.echo(f"{grid.name}: {rep.chunks_done} chunks embedded, {rep.chunks_skipped} already cached "
                f"({rep.cells} cells, {rep.cells_per_s:.1f} cells/s); failed cells: {fails or 'none'}; cache {cache}")
@@ -137,10 +150,11 @@ def embed_grid_cmd(grid_name, bbox, shape, res, crs, mask, modalities, cache, ch
 @click.option("--text", "texts", multiple=True, help="A text query (e.g. 'Cardinalis cardinalis'); repeatable.")
 @grid_options()
 @_model_options
-@click.option("--mode", type=click.Choice(["recon", "inter", "hybrid"]), default="recon", show_default=True,
+@click.option("--mode", type=click.Choice(MODES), default="recon", show_default=True,
               help="recon: query vs the model's reconstruction for the cell; inter: vs the cell's own embeddings; "
-                   "hybrid: alpha * inter + (1 - alpha) * recon.")
-@click.option("--alpha", default=0.5, show_default=True, type=float, help="Weight of inter in hybrid mode.")
+                   f"{HYBRID_CONVENTION}.")
+@click.option("--alpha", default=0.5, show_default=True, type=float,
+              help="Weight of the inter-modal score in hybrid mode (0 = recon, 1 = inter).")
 @click.option("--image-weights", default=None, help="Image encoder weights [default: hf-hub:MVRL/taxabind-vit-b-16].")
 @click.option("--text-weights", default=None, help="Text encoder weights [default: the image tower's model].")
 @click.option("--weights-dir", default=None, type=click.Path(path_type=str), help="Folder with local weights.")
@@ -151,32 +165,42 @@ def map_species_cmd(images, texts, grid_name, bbox, shape, res, crs, mask, check
                     weights_dir, build_cache) -> None:
     """Map where the species in each photo (or named by --text) lives: one GeoTIFF/NetCDF/PNG per query.
 
-    Needs a warm cache for the grid (`geoprom3e embed-grid`); each map then takes seconds.
+    Reads a warm cache (`geoprom3e embed-grid`); each map then takes seconds. Without --grid/--bbox the map
+    covers the cache's grid; with them, any window of it.
 
     \b
     Examples:
-      geoprom3e map-species lizard.jpg --grid usa-250x500 --out maps/
+      geoprom3e map-species photo.jpg
+      geoprom3e map-species photo.jpg --grid usa-250x500 --bbox -115 31 -109 37 --out arizona/
       geoprom3e map-species --text "Cardinalis cardinalis" --mode hybrid --alpha 0.3 --out maps/
     """
-    from geoprom3e.engine.products import Query, species_maps
+    from geoprom3e.products import Query, species_maps
+    from geoprom3e.products.base import check_device
+    from geoprom3e.scores import check_alpha
 
-    grid = grid_from_cli(grid_name, bbox, shape, res, crs, mask)
-    cache = cache or default_cache(grid.name)
-    if build_cache and not os.path.isdir(os.path.join(cache, "embeddings.zarr")):
-        from geoprom3e.engine.run import build_inputs, describe_cost, estimate_cost, run_embed_grid
-
-        click.echo(describe_cost(estimate_cost(grid, "sat,loc", cache=cache)), err=True)
-        update, close = _bar("embed-grid")
-        run_embed_grid(grid, cache, build_inputs("sat,loc", weights_dir=weights_dir, device=device), progress=update)
-        close()
     queries = [Query("image", p) for p in images] + [Query("text", t) for t in texts]
-    enc = {"weights": image_weights, "weights_dir": weights_dir}
-    outs = species_maps(grid, cache, queries, out, checkpoint=checkpoint, mode=mode,
-                        alpha=alpha, fuse=_fuse(visible, n_samples, seed), image_encoder=enc,
-                        text_encoder={"weights": text_weights or image_weights, "weights_dir": weights_dir},
-                        device=device, overwrite=overwrite, png=not no_png)
-    for o in outs:
-        click.echo(f"wrote {o.geotiff}")
+    fuse = _fuse(visible, n_samples, seed)
+    check_alpha(alpha)
+    for q in queries:
+        q.check()
+    check_device(device)
+    grid, cache = resolve_grid_and_cache(cache, grid_name, bbox, shape, res, crs, mask)
+    if build_cache and not (Path(cache) / "embeddings.zarr").is_dir():
+        from geoprom3e.grid import get_grid
+        from geoprom3e.products.embed import build_inputs, embed, plan_embed
+
+        target = grid or get_grid("usa-250x500")
+        click.echo(plan_embed(target, "sat,loc", cache=cache).describe(), err=True)
+        with Bars() as bars:
+            embed(target, cache, build_inputs("sat,loc", weights_dir=weights_dir, device=device), progress=bars)
+    _require_cache(cache, grid_name, bbox, build_hint=True)
+    with Bars() as bars:
+        res = species_maps(cache, queries, grid=grid, out_dir=out, checkpoint=checkpoint, mode=mode, alpha=alpha,
+                           fuse=fuse, image_encoder={"weights": image_weights, "weights_dir": weights_dir},
+                           text_encoder={"weights": text_weights or image_weights, "weights_dir": weights_dir},
+                           device=device, overwrite=overwrite, png=not no_png, progress=bars)
+    for m in res.maps:
+        click.echo(f"wrote {m.outputs.geotiff}")
 
 
 @click.command("uncertainty-map")
@@ -184,18 +208,27 @@ def map_species_cmd(images, texts, grid_name, bbox, shape, res, crs, mask, check
 @_model_options
 def uncertainty_map_cmd(grid_name, bbox, shape, res, crs, mask, checkpoint, cache, visible, n_samples, seed,  # noqa: ANN001
                         device, out, overwrite, no_png) -> None:
-    """Map the model's uncertainty ||sigma||_1 per cell (and how many modalities each cell had).
+    """Map the model's latent spread ||sigma||_1 per cell (and how many modalities each cell had).
+
+    ||sigma||_1 is the published ProM3E quantity; under the published training loss it has not been shown to
+    vary with how informative a cell's inputs are, so read differences between cells with caution.
 
     \b
-    Example:
+    Examples:
+      geoprom3e uncertainty-map
       geoprom3e uncertainty-map --grid usa-250x500 --visible sat,loc,env --out maps/
     """
-    from geoprom3e.engine.products import uncertainty_map
+    from geoprom3e.products import uncertainty_map
+    from geoprom3e.products.base import check_device
 
-    grid = grid_from_cli(grid_name, bbox, shape, res, crs, mask)
-    o = uncertainty_map(grid, cache or default_cache(grid.name), out, checkpoint=checkpoint,
-                        fuse=_fuse(visible, n_samples, seed), device=device, overwrite=overwrite, png=not no_png)
-    click.echo(f"wrote {o.geotiff}")
+    fuse = _fuse(visible, n_samples, seed)
+    check_device(device)
+    grid, cache = resolve_grid_and_cache(cache, grid_name, bbox, shape, res, crs, mask)
+    _require_cache(cache, grid_name, bbox, build_hint=False)
+    with Bars() as bars:
+        res = uncertainty_map(cache, grid=grid, out_dir=out, checkpoint=checkpoint, fuse=fuse, device=device,
+                              overwrite=overwrite, png=not no_png, progress=bars)
+    click.echo(f"wrote {res.maps[0].outputs.geotiff}")
 
 
 @click.command("compare")
@@ -212,15 +245,43 @@ def compare_cmd(a, b, band_a, band_b, out, overwrite) -> None:  # noqa: ANN001
     Example:
       geoprom3e compare maps/uncertainty.tif div/diversity.tif --band-a sigma_l1 --band-b shannon --out cmp/
     """
-    from geoprom3e.engine.run import run_compare
+    from geoprom3e.products import compare_maps
 
-    res = run_compare(a, b, band_a=band_a, band_b=band_b, out=out, overwrite=overwrite)
+    res = compare_maps(a, b, band_a=band_a, band_b=band_b, out=out, overwrite=overwrite)
     click.echo(json.dumps(res.to_dict(), indent=1))
     if out:
         click.echo(f"wrote {Path(out) / 'compare.json'}")
 
 
+@click.group("cache")
+def cache_group() -> None:
+    """Inspect and check embedding caches.
+
+    \b
+    Examples:
+      geoprom3e cache verify --cache ~/.cache/geoprom3e/usa-250x500
+      geoprom3e cache verify --repair --cache demo-out/cache
+    """
+
+
+@cache_group.command("verify")
+@click.option("--cache", default=None, type=click.Path(path_type=str),
+              help="Cache folder [default: $GEOPROM3E_CACHE/usa-250x500].")
+@click.option("--repair", is_flag=True, help="Mark bad chunks for recompute: the next run redoes them.")
+def verify_cmd(cache, repair) -> None:  # noqa: ANN001
+    """Check every committed chunk of a cache against the checksum in its commit record (exit 1 if any is bad)."""
+    from geoprom3e.products import verify_cache
+    from geoprom3e.products.base import default_cache
+
+    res = verify_cache(cache or default_cache(), repair=repair)
+    for b in res.bad:
+        click.echo(f"bad: {b['group']} {b['chunk']}", err=True)
+    click.echo(res.summary)
+    if res.bad and not repair:
+        raise SystemExit(1)
+
+
 def register(group: click.Group) -> None:
     """Attach the engine commands."""
-    for cmd in (embed_grid_cmd, map_species_cmd, uncertainty_map_cmd, compare_cmd):
+    for cmd in (embed_grid_cmd, map_species_cmd, uncertainty_map_cmd, compare_cmd, cache_group):
         group.add_command(cmd)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import click
 
 from geoprom3e.cli.grids import grid_from_cli, grid_options
-
-_SMOOTHING = ("paper", "normalized", "none")  # geoprom3e.maps.smoothing.SMOOTHING_METHODS (checked in tests)
+from geoprom3e.maps.smoothing import SMOOTHING_METHODS as _SMOOTHING
 
 
 @click.command("diversity-map")
@@ -33,7 +32,8 @@ _SMOOTHING = ("paper", "normalized", "none")  # geoprom3e.maps.smoothing.SMOOTHI
 @click.option("--date-column", default=None, help="Date column [auto: observed_on, eventDate, observation_datetime].")
 @click.option("--drop-invalid-coordinates", is_flag=True,
               help="Drop and count latitudes/longitudes out of range instead of refusing the file.")
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=str), help="Output folder.")
+@click.option("--out", "out_dir", default="maps", show_default=True, type=click.Path(path_type=str),
+              help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs in --out.")
 @click.option("--no-png", is_flag=True, help="Skip the PNG quicklooks.")
 @click.option("--no-checksums", is_flag=True, help="Skip SHA-256 checksums of the inputs in the manifest.")
@@ -56,8 +56,10 @@ def diversity_map_cmd(observations, grid_name, bbox, shape, res, crs, mask, sigm
       geoprom3e diversity-map neon.csv.gz --abundance-column value --smoothing normalized --out maps/
       geoprom3e diversity-map obs.parquet --grid usa-250x500 --bbox -115 31 -109 37 --out arizona/
     """
+    from geoprom3e.cli.progress import Bars
     from geoprom3e.io.observations import ColumnOverrides, ObservationFilter, ReadOptions
-    from geoprom3e.maps.diversity import DiversitySettings, write_diversity_map
+    from geoprom3e.maps.diversity import DiversitySettings
+    from geoprom3e.products import diversity_map
 
     grid = grid_from_cli(grid_name, bbox, shape, res, crs, mask)
     options = ReadOptions(
@@ -68,13 +70,11 @@ def diversity_map_cmd(observations, grid_name, bbox, shape, res, crs, mask, sigm
         use_abundance=use_abundance or abundance_column is not None,
     )
     settings = DiversitySettings(sigma=sigma, smoothing=smoothing)
-    from tqdm import tqdm
-
-    with tqdm(unit=" records", unit_scale=True, desc="reading", disable=None, leave=False) as bar:
-        run = write_diversity_map(observations, out_dir, grid, settings, options, overwrite=overwrite,
-                                  png=not no_png, checksums=not no_checksums, progress=bar.update)
-    click.echo(run.result.summary())
-    click.echo(f"wrote {len(run.outputs.all())} files to {run.outputs.geotiff.parent}")
+    with Bars() as bars:
+        res = diversity_map(observations, grid, out_dir=out_dir, settings=settings, read_options=options,
+                            overwrite=overwrite, png=not no_png, checksums=not no_checksums, progress=bars)
+    click.echo(res.summary)
+    click.echo(f"wrote {len(res.paths)} files to {res.maps[0].outputs.geotiff.parent}")
 
 
 def register(group: click.Group) -> None:

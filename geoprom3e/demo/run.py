@@ -22,6 +22,7 @@ from geoprom3e.demo.world import HABITATS, DemoWorld, write_observations, write_
 from geoprom3e.errors import ConfigError
 from geoprom3e.grid import GridSpec, get_grid
 from geoprom3e.io.atomic import atomic_write_text
+from geoprom3e.resources import recipe_path as bundled_recipe
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +33,11 @@ SYNTHETIC_NOTE = ("SYNTHETIC DEMO: scenes, photos, records and the sat/image enc
                   "geoprom3e's demo; only the grid, its mask and the GeoCLIP location weights are real")
 
 
-def repo_root() -> Path:
-    """The repository folder (recipes/ and grids/ live there)."""
-    return Path(__file__).resolve().parents[2]
-
-
 def load_demo_recipe(path: str | Path | None = None) -> dict[str, Any]:
     """The demo recipe (``recipes/demo/demo.yaml`` by default) as a dict."""
-    p = Path(path) if path else repo_root() / "recipes" / "demo" / "demo.yaml"
+    p = Path(path) if path else bundled_recipe("demo/demo.yaml")
     if not p.is_file():
-        raise ConfigError(f"demo recipe {str(p)!r} does not exist: pass --recipe PATH or run from a full clone")
+        raise ConfigError(f"demo recipe {str(p)!r} does not exist: pass --recipe PATH of a demo YAML file")
     doc = yaml.safe_load(p.read_text()) or {}
     allowed = {"world", "imagery", "engine", "training", "maps"}
     unknown = sorted(set(doc) - allowed)
@@ -64,6 +60,8 @@ class DemoResult:
     """‖σ‖₁ vs Shannon correlation."""
     seconds: dict[str, float] = field(default_factory=dict)
     """Wall time per step."""
+    handoff: str = ""
+    """The command that maps the user's own photo from this demo's cache, model and encoders."""
 
 
 def demo_grid(world: DemoWorld) -> GridSpec:
@@ -75,12 +73,12 @@ def run_demo(out_dir: str | Path = "demo-out", *, recipe: str | Path | None = No
              train_progress: Callable[[Any], None] | None = None) -> DemoResult:
     """Run the demo into ``out_dir`` (its own folder: world files and cache are reused, maps replaced)."""
     from geoprom3e.engine import FuseSettings, embed_grid
-    from geoprom3e.engine.products import Query, species_maps, uncertainty_map
     from geoprom3e.engine.sources import LocInput, SatInput
     from geoprom3e.imagery import ImageryRequest
     from geoprom3e.io.observations import ReadOptions
-    from geoprom3e.maps.diversity import DiversitySettings, write_diversity_map
+    from geoprom3e.maps.diversity import DiversitySettings
     from geoprom3e.model.train import train
+    from geoprom3e.products import Query, compare_maps, diversity_map, species_maps, uncertainty_map
     from geoprom3e.testing.encoders import save_small_hf_clip, save_small_sat
     from geoprom3e.testing.stac import build_items, write_static_catalog
 
@@ -146,7 +144,7 @@ def run_demo(out_dir: str | Path = "demo-out", *, recipe: str | Path | None = No
         data = _training_pairs(world, grid, cache_path, photos, img_w, rows_per_cell=int(tr.get("rows_per_cell", 6)))
         recipe_path = Path(tr.get("recipe", "recipes/train/demo.yaml"))
         if not recipe_path.is_absolute():
-            recipe_path = repo_root() / recipe_path
+            recipe_path = bundled_recipe(recipe_path)
         result = train(recipe_path, out / "training", data=data, overwrite=True, progress=train_progress)
         result.model.save_checkpoint(model_dir)
     lap("train")
@@ -158,24 +156,26 @@ def run_demo(out_dir: str | Path = "demo-out", *, recipe: str | Path | None = No
     queries = [Query("image", str(photos[f"query:{sp.name}"][0])) for sp in world.query_species()]
     say(f"map-species for {len(queries)} query photos; uncertainty-map; diversity-map")
     attrs = {"note": SYNTHETIC_NOTE}
-    sp_out = species_maps(grid, cache_path, queries, maps_dir, checkpoint=model_dir, mode=mode, fuse=fuse,
-                          image_encoder={"weights": str(img_w)}, device="cpu", overwrite=True, attrs=attrs)
-    un_out = uncertainty_map(grid, cache_path, maps_dir, checkpoint=model_dir, fuse=fuse, device="cpu",
-                             overwrite=True, attrs=attrs)
+    sp_out = [m.outputs for m in species_maps(
+        cache_path, queries, out_dir=maps_dir, checkpoint=model_dir, mode=mode, fuse=fuse,
+        image_encoder={"weights": str(img_w)}, device="cpu", overwrite=True, attrs=attrs).maps]
+    un_out = uncertainty_map(cache_path, out_dir=maps_dir, checkpoint=model_dir, fuse=fuse, device="cpu",
+                             overwrite=True, attrs=attrs).maps[0].outputs
     sigma = float(doc.get("maps", {}).get("sigma", 2.0))
-    dv = write_diversity_map([obs], maps_dir, grid, DiversitySettings(sigma=sigma), ReadOptions(), overwrite=True)
+    dv = diversity_map([obs], grid, out_dir=maps_dir, settings=DiversitySettings(sigma=sigma),
+                       read_options=ReadOptions(), overwrite=True).maps[0].outputs
     lap("maps")
     for sp, o in zip(world.query_species(), sp_out):
         res.maps[f"species:{sp.name}"] = o.geotiff
     res.maps["uncertainty"] = un_out.geotiff
-    res.maps["diversity"] = dv.outputs.geotiff
+    res.maps["diversity"] = dv.geotiff
+    res.handoff = (f"geoprom3e map-species {queries[0].value} --cache {cache_path} --checkpoint {model_dir} "
+                   f"--image-weights {img_w} --visible {','.join(fuse.visible)} --out {out / 'my-maps'}")
 
     # 5. checks a user can read: does each species light up its habitat? does ||sigma|| track diversity?
     res.habitat_contrast = habitat_contrast(world, grid, {sp.name: o.geotiff for sp, o in
                                                           zip(world.query_species(), sp_out)})
-    from geoprom3e.engine.run import run_compare
-
-    cmp = run_compare(un_out.geotiff, dv.outputs.geotiff, band_a="sigma_l1", band_b="shannon_raw",
+    cmp = compare_maps(un_out.geotiff, dv.geotiff, band_a="sigma_l1", band_b="shannon_raw",
                       out=maps_dir / "compare", overwrite=True)
     res.comparison = cmp.to_dict()
     lap("checks")
@@ -208,11 +208,8 @@ def _training_pairs(world: DemoWorld, grid: GridSpec, cache_path: Path, photos: 
     from geoprom3e.engine.cache import EmbeddingCache
     from geoprom3e.modalities import MODALITIES
 
-    cache = EmbeddingCache(cache_path, grid, create=False)
-    sat = np.asarray(cache.root["emb_sat"][:], np.float32)
-    p_sat = np.asarray(cache.root["present_sat"][:])
-    loc = np.asarray(cache.root["emb_loc"][:], np.float32)
-    p_loc = np.asarray(cache.root["present_loc"][:])
+    cache = EmbeddingCache(cache_path)
+    (sat, p_sat), (loc, p_loc) = (cache.read_all(m) for m in ("sat", "loc"))
     indicators = world.query_species()
     img_enc = get_encoder("image", weights=str(image_weights), device="cpu")
     txt_enc = get_encoder("text", weights=str(image_weights), device="cpu")

@@ -13,7 +13,6 @@ from typing import Any
 from geoprom3e.engine.chunks import Chunk
 from geoprom3e.engine.inputs import CellInput
 from geoprom3e.errors import ConfigError, SchedulerError
-from geoprom3e.grid import GridSpec
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ def _client(scheduler: str | None, workers: int | None) -> tuple[Any, Any]:
     return Client(cluster), cluster
 
 
-def run_on_dask(cache_path: str, grid: GridSpec, chunks: Sequence[tuple[Chunk, list[str]]], inputs: list[CellInput],
+def run_on_dask(cache_path: str, chunks: Sequence[tuple[Chunk, list[str]]], inputs: list[CellInput],
                 *, scheduler: str | None = None, workers: int | None = None) -> Iterator[dict[str, Any]]:
     """Submit one task per (chunk, modalities to do) and yield each task's counts as it finishes."""
     from dask.distributed import as_completed
@@ -50,7 +49,7 @@ def run_on_dask(cache_path: str, grid: GridSpec, chunks: Sequence[tuple[Chunk, l
     client, cluster = _client(scheduler, workers)
     try:
         log.info("running %d chunks on %s", len(chunks), client.dashboard_link or client.scheduler.address)
-        futures = [client.submit(process_chunk, cache_path, grid, ch, inputs, todo,
+        futures = [client.submit(process_chunk, cache_path, ch, inputs, todo,
                                  key=f"embed-{ch.id}-{id(inputs)}", pure=False) for ch, todo in chunks]
         for fut in as_completed(futures):
             yield fut.result()

@@ -1,44 +1,61 @@
 """Fuse: ProM3E over the cached cell embeddings, with each cell's own visible set.
 
 A cell sees the requested modalities it has in the cache (a cell without a usable chip falls back to the
-others); the fused product records which. What maps need is stored beside the embeddings, chunk by chunk:
-the reconstructions of the query modalities (``image``, ``text``), μ, ‖σ‖₁ and the visible set.
+others). The products land in the cache, chunk by chunk, in one group per model and settings: μ, ‖σ‖₁ and the
+visible set (the core, computed together), and reconstructions of query modalities, added on demand.
+
+Each committed chunk records the checksums of the input chunks it was computed from, so a product follows its
+inputs: a modality added, a chunk healed or recomputed makes exactly those chunks stale, and the next map
+recomputes them. Latent draws depend on (seed, cell) only (``geoprom3e.engine.draws``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
-from geoprom3e.engine.cache import EMBED_DIM, EmbeddingCache
-from geoprom3e.engine.chunks import Chunk, iter_chunks
+from geoprom3e.engine.cache import CORE_PRODUCTS, EmbeddingCache, Window, recon_key
+from geoprom3e.engine.chunks import Chunk
+from geoprom3e.engine.draws import cell_eps_mean
 from geoprom3e.errors import CacheError, ConfigError
-from geoprom3e.modalities import MODALITIES, parse_modalities
+from geoprom3e.modalities import EMBED_DIM, MODALITIES, parse_modalities
 from geoprom3e.model import ProM3E
+from geoprom3e.progress import ProgressCallback, report
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class FuseSettings:
-    """How cells are fused."""
+    """How cells are fused; validated on construction."""
 
     visible: tuple[str, ...] = ("sat", "loc", "env")
     """Modalities a cell may show the model (each cell uses those it has)."""
-    decode: tuple[str, ...] = ("image", "text")
-    """Modalities reconstructed and stored for similarity maps."""
     n_samples: int = 5
     """Latent draws averaged before decoding (0 = decode μ), as published."""
     seed: int = 0
-    """Seed of the latent draws (one generator per chunk, so Dask and single-process runs agree)."""
+    """Seed of the latent draws (per cell, so any chunking and any worker count agree)."""
     batch_size: int = 8192
     """Cells per model call."""
+
+    def __post_init__(self) -> None:
+        vis = self.visible.split(",") if isinstance(self.visible, str) else list(self.visible)
+        if not vis:
+            raise ConfigError("--visible is empty: name at least one modality, e.g. --visible sat,loc")
+        names = tuple(MODALITIES[i] for i in parse_modalities(vis))
+        object.__setattr__(self, "visible", names)
+        if isinstance(self.n_samples, bool) or not isinstance(self.n_samples, int) or self.n_samples < 0:
+            raise ConfigError(f"--n-samples {self.n_samples!r}: must be an integer >= 0 (0 decodes the mean)")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"--seed {self.seed!r}: must be an integer >= 0")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"batch_size {self.batch_size!r}: must be an integer >= 1")
 
 
 def model_fingerprint(model: ProM3E) -> str:
@@ -51,9 +68,8 @@ def model_fingerprint(model: ProM3E) -> str:
 
 
 def fused_group(settings: FuseSettings, fingerprint: str) -> str:
-    """Name of the cache group holding one fused product."""
-    key = json.dumps({"model": fingerprint, **asdict(settings), "batch_size": None}, sort_keys=True)
-    return "fused_" + hashlib.sha256(key.encode()).hexdigest()[:12]
+    """Readable name of the cache group holding one fused product: visible set, draws, seed and model."""
+    return f"{'-'.join(settings.visible)}_n{settings.n_samples}_seed{settings.seed}_model-{fingerprint[:12]}"
 
 
 def fuse_grid(
@@ -61,112 +77,142 @@ def fuse_grid(
     model: ProM3E,
     settings: FuseSettings = FuseSettings(),
     *,
-    progress: Callable[[int, int], None] | None = None,
+    decode: Sequence[str] = (),
+    window: Window | None = None,
+    progress: ProgressCallback | None = None,
     fingerprint: str | None = None,
+    checkpoint: str | None = None,
 ) -> str:
-    """Run ProM3E on every committed chunk of the cache; returns the fused group name (resumable).
+    """Bring the fused products of ``window`` (default: the whole cache) up to date; returns the group name.
 
-    ``fingerprint`` is :func:`model_fingerprint` of ``model`` when the caller has it already (it hashes every weight).
+    Computes the chunks whose products are missing or were computed from other inputs, and the
+    reconstructions of ``decode`` (e.g. ``("image",)``) where asked. ``fingerprint`` is
+    :func:`model_fingerprint` of ``model`` when the caller has it already (it hashes every weight).
     """
-    vis = parse_modalities(list(settings.visible), model.config.num_modalities)
-    dec = parse_modalities(list(settings.decode), model.config.num_modalities) if settings.decode else []
-    names = [MODALITIES[i] for i in vis]
-    have = [m for m in names if m in cache.modalities()]
+    dec = [MODALITIES[i] for i in parse_modalities(list(decode), model.config.num_modalities)] if decode else []
+    have = [m for m in settings.visible if m in cache.modalities()]
     if not have:
         raise CacheError(
             f"cache {str(cache.path)!r} holds {', '.join(cache.modalities()) or 'no modality'}, none of the visible "
-            f"set {','.join(names)}: embed one with `geoprom3e embed-grid --grid {cache.grid.name} --modalities "
-            f"{','.join(names)}`"
+            f"set {','.join(settings.visible)}: embed one with `geoprom3e embed-grid --cache {cache.path} "
+            f"--modalities {','.join(m for m in settings.visible if m in ('sat', 'loc', 'env')) or 'loc'}`"
         )
     fingerprint = fingerprint or model_fingerprint(model)
-    group = fused_group(settings, fingerprint)
-    _ensure_fused_arrays(cache, group, settings, model, have, dec, fingerprint)
-    mask = cache.grid.mask()
-    chunks = [ch for ch in iter_chunks(cache.grid, cache.chunk_size, mask) if not cache.is_committed(group, ch)]
-    total = int(sum(mask[ch.slices].sum() for ch in chunks))
-    for ch in chunks:
-        missing = [m for m in have if not cache.is_committed(m, ch)]
-        if missing:
+    name = fused_group(settings, fingerprint)
+    attrs = {"checkpoint": checkpoint or "", "model_fingerprint": fingerprint, "visible": list(settings.visible),
+             "n_samples": settings.n_samples, "seed": settings.seed, "model_config": model.config.to_dict(),
+             "draws": "per cell: SplitMix64(seed, cell index) normals, mean of n_samples"}
+    cache.ensure_fused(name, attrs, model.config.embed_dim, dec)
+    window = window or cache.window()
+    chunks = cache.chunks(window)
+    with cache.fuse_lock(name):
+        todo = []
+        for ch in chunks:
+            inputs = _inputs(cache, have, ch)
+            core = cache.fused_marker(name, "core", ch)
+            stale = [] if core is not None and core.get("inputs") == inputs else ["core"]
+            for m in dec:
+                rec = cache.fused_marker(name, recon_key(m), ch)
+                if rec is None or rec.get("inputs") != inputs:
+                    stale.append(recon_key(m))
+            if stale:
+                todo.append((ch, inputs, stale))
+        mask = cache.grid.mask()
+        total = int(sum(mask[ch.slices].sum() for ch, _, _ in todo))
+        if todo:
+            log.info("fusing %d of %d chunks of %s", len(todo), len(chunks), name)
+        for ch, inputs, stale in todo:
+            n = _fuse_chunk(cache, name, ch, model, settings, have, inputs, stale, mask)
+            report(progress, "fuse", n, total)
+    return name
+
+
+def _inputs(cache: EmbeddingCache, have: Sequence[str], ch: Chunk) -> dict[str, str]:
+    out = {}
+    for m in have:
+        info = cache.marker(m, ch)
+        if info is None:
             raise CacheError(
-                f"chunk {ch.id} of {', '.join(missing)} is not in the cache yet (an interrupted embed-grid?): "
-                f"rerun `geoprom3e embed-grid --grid {cache.grid.name}` to finish it"
+                f"chunk {ch.id} of {m} is not in cache {str(cache.path)!r} yet (an interrupted or repaired "
+                f"embed-grid?): run `geoprom3e embed-grid --cache {cache.path} --modalities {m}` to finish it"
             )
-        n = _fuse_chunk(cache, group, ch, model, settings, have, dec, mask)
-        if progress:
-            progress(n, total)
-    return group
+        out[m] = str(info.get("digest"))
+    return out
 
 
-def _ensure_fused_arrays(cache: EmbeddingCache, group: str, settings: FuseSettings, model: ProM3E,
-                         have: Sequence[str], dec: Sequence[int], fingerprint: str) -> None:
-    root = cache.root
-    if group in root:
-        return
-    rows, cols = cache.grid.shape
-    c = cache.chunk_size
-    g = root.create_group(group)
-    g.attrs.update({"settings": asdict(settings), "model": fingerprint, "model_config":
-                    model.config.to_dict(), "visible_available": list(have)})
-    for i in dec:
-        g.create_array(f"recon_{MODALITIES[i]}", shape=(rows, cols, EMBED_DIM), chunks=(c, c, EMBED_DIM),
-                       dtype="float16", fill_value=np.nan, compressors=None, dimension_names=("y", "x", "feature"))
-    e = model.config.embed_dim
-    g.create_array("mu", shape=(rows, cols, e), chunks=(c, c, e), dtype="float16", fill_value=np.nan,
-                   compressors=None, dimension_names=("y", "x", "latent"))
-    g.create_array("sigma_l1", shape=(rows, cols), chunks=(c, c), dtype="float32", fill_value=np.nan,
-                   dimension_names=("y", "x"))
-    g.create_array("visible_bits", shape=(rows, cols), chunks=(c, c), dtype="uint8", fill_value=0,
-                   dimension_names=("y", "x"))
-
-
-def _fuse_chunk(cache: EmbeddingCache, group: str, ch: Chunk, model: ProM3E, settings: FuseSettings,
-                have: Sequence[str], dec: Sequence[int], mask: np.ndarray) -> int:
+def _fuse_chunk(cache: EmbeddingCache, name: str, ch: Chunk, model: ProM3E, settings: FuseSettings,
+                have: Sequence[str], inputs: dict[str, str], stale: list[str], mask: np.ndarray) -> int:
     h, w = ch.shape
     m = model.config.num_modalities
     emb = np.zeros((h, w, m, EMBED_DIM), np.float32)
     vis = np.zeros((h, w, m), bool)
-    for name in have:
-        i = MODALITIES.index(name)
-        e, p = cache.read_modality(name, ch)
+    for mod in have:
+        i = MODALITIES.index(mod)
+        e, p = cache.read_modality(mod, ch)
         vis[..., i] = p & mask[ch.slices]
-        emb[..., i, :] = np.where(p[..., None], e, 0.0)
-    cells = vis.any(-1)
-    rr, cc = np.nonzero(cells)
-    g = cache.root[group]
-    out = {f"recon_{MODALITIES[i]}": np.full((h, w, EMBED_DIM), np.nan, np.float32) for i in dec}
-    mu = np.full((h, w, model.config.embed_dim), np.nan, np.float32)
-    sig = np.full((h, w), np.nan, np.float32)
-    bits = np.zeros((h, w), np.uint8)
-    gen = torch.Generator().manual_seed(settings.seed * 1_000_003 + ch.cr * 10_007 + ch.cc)
+        emb[..., i, :] = np.where(p[..., None], e.astype(np.float32), 0.0)
+    if not np.isfinite(emb[vis]).all():
+        raise cache.corrupt(",".join(have), ch, "a present cell holds a non-finite embedding")
+    rr, cc = np.nonzero(vis.any(-1))
+    recons = [k for k in stale if k.startswith("recon_")]
+    out: dict[str, np.ndarray] = {k: np.full((h, w, EMBED_DIM), np.nan, np.float32) for k in recons}
+    core = {"mu": np.full((h, w, model.config.embed_dim), np.nan, np.float32),
+            "sigma_l1": np.full((h, w), np.nan, np.float32), "visible_bits": np.zeros((h, w), np.uint8)}
+    cells = (rr + ch.r0).astype(np.int64) * cache.grid.cols + (cc + ch.c0)
+    eps = cell_eps_mean(settings.seed, cells, settings.n_samples)
     dev = next(model.parameters()).device
+    dec_idx = [MODALITIES.index(k[len("recon_"):]) for k in recons]
     for s in range(0, rr.size, settings.batch_size):
         r, c = rr[s : s + settings.batch_size], cc[s : s + settings.batch_size]
         x = torch.from_numpy(emb[r, c]).to(dev)
         v = torch.from_numpy(vis[r, c]).to(dev)
-        res = model.infer(x, v, n_samples=settings.n_samples, decode=list(dec), generator=gen)
-        for k, i in enumerate(dec):
-            out[f"recon_{MODALITIES[i]}"][r, c] = res.recon[:, k].float().cpu().numpy()
-        mu[r, c] = res.mu.float().cpu().numpy()
-        sig[r, c] = res.sigma_l1.float().cpu().numpy()
-        bits[r, c] = (vis[r, c] * (1 << np.arange(m))).sum(-1).astype(np.uint8)
-    rs, cs = ch.slices
-    for k, arr in out.items():
-        g[k][rs, cs, :] = arr.astype(np.float16)
-    g["mu"][rs, cs, :] = mu.astype(np.float16)
-    g["sigma_l1"][rs, cs] = sig
-    g["visible_bits"][rs, cs] = bits
-    cache.commit(group, ch, {"chunk": ch.id, "cells": int(rr.size)})
+        res = model.infer(x, v, n_samples=0, decode=[])
+        core["mu"][r, c] = res.mu.float().cpu().numpy()
+        core["sigma_l1"][r, c] = res.sigma_l1.float().cpu().numpy()
+        core["visible_bits"][r, c] = (vis[r, c] * (1 << np.arange(m))).sum(-1).astype(np.uint8)
+        if dec_idx:
+            e = torch.from_numpy(eps[s : s + settings.batch_size]).to(dev, res.mu.dtype)[:, None]
+            for k, rec in zip(recons, decode_latent(model, res.mu, res.logvar, e, dec_idx)):
+                out[k][r, c] = rec
+    if "core" in stale:
+        cache.write_fused(name, ch, core, inputs, "core")
+    for k in recons:
+        cache.write_fused(name, ch, {k: out[k]}, inputs, k)
     return int(rr.size)
 
 
-def visible_count(bits: np.ndarray) -> np.ndarray:
-    """Number of modalities each cell showed the model, from ``visible_bits``."""
-    return np.unpackbits(bits[..., None].astype(np.uint8), axis=-1).sum(-1)
+def decode_latent(model: ProM3E, mu: torch.Tensor, logvar: torch.Tensor, eps_mean: torch.Tensor,
+                  decoders: Sequence[int]) -> list[np.ndarray]:
+    """Reconstructions [B, 512] from ``z = μ + exp(logvar / 2) · eps_mean`` (the published inference)."""
+    with torch.inference_mode():
+        was = model.training
+        model.eval()
+        try:
+            z = mu + torch.exp(logvar / 2) * eps_mean
+            return [torch.nn.functional.normalize(model.decoders[i](z), dim=-1).float().cpu().numpy()
+                    for i in decoders]
+        finally:
+            model.train(was)
 
 
-def check_settings(settings: FuseSettings) -> None:
-    """Validate fuse settings before any work."""
-    if settings.n_samples < 0:
-        raise ConfigError(f"n_samples = {settings.n_samples}: must be >= 0")
-    if settings.batch_size < 1:
-        raise ConfigError(f"batch_size = {settings.batch_size}: must be >= 1")
+def read_window(cache: EmbeddingCache, name: str, window: Window, product: str, keys: Sequence[str],
+                fill: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Arrays ``keys`` of fused ``product`` over ``window`` (checksums verified), cells outside chunks = ``fill``."""
+    rows, cols = window.grid.shape
+    g = cache.root[f"fused/{name}"]
+    out = {k: np.full((rows, cols, *g[k].shape[2:]), fill[k], dtype=g[k].dtype) for k in keys}
+    for ch in cache.chunks(window):
+        block = cache.read_fused(name, product, ch, keys)
+        src, dst = window.clip(ch)
+        for k in keys:
+            out[k][dst] = block[k][src]
+    return out
+
+
+__all__ = ["CORE_PRODUCTS", "FuseSettings", "decode_latent", "fuse_grid", "fused_group", "model_fingerprint",
+           "read_window"]
+
+
+def settings_dict(settings: FuseSettings) -> dict[str, Any]:
+    """JSON-ready settings."""
+    return asdict(settings)

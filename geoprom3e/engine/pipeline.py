@@ -8,6 +8,7 @@ Committed chunks are skipped, so an interrupted run resumes by running the same 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import queue
@@ -20,16 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from geoprom3e.engine.cache import EMBED_DIM, EmbeddingCache
-from geoprom3e.engine.chunks import Chunk, iter_chunks
+from geoprom3e.engine.cache import EmbeddingCache
+from geoprom3e.engine.chunks import Chunk
 from geoprom3e.engine.inputs import CellInput
 from geoprom3e.errors import ConfigError
 from geoprom3e.grid import GridSpec
+from geoprom3e.modalities import EMBED_DIM
+from geoprom3e.progress import ProgressCallback
+from geoprom3e.progress import report as send_progress
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[int, int], None]
-"""Called with (cells just committed, cells in this run) after each chunk."""
 
 
 @dataclass
@@ -129,11 +130,12 @@ def _write(work: _Work, cache: EmbeddingCache) -> int:
     return int(work.rows.size)
 
 
-def process_chunk(cache_path: str, grid: GridSpec, chunk: Chunk, inputs: Sequence[CellInput],
+def process_chunk(cache_path: str, chunk: Chunk, inputs: Sequence[CellInput],
                   todo: Sequence[str] | None = None) -> dict[str, Any]:
-    """Gather, encode and commit one chunk (the unit of work of a Dask task) for the modalities in ``todo``
-    (default: those not committed yet). Returns its counts."""
-    cache = EmbeddingCache(cache_path, grid, create=False)
+    """Gather, encode and commit one chunk of the cache's grid (the unit of work of a Dask task) for the
+    modalities in ``todo`` (default: those not committed yet). Returns its counts."""
+    cache = EmbeddingCache(cache_path)
+    grid = cache.grid
     by_name = {i.modality: i for i in inputs}
     todo = list(todo) if todo is not None else [m for m in by_name if not cache.is_committed(m, chunk)]
     work = _prepare(grid, chunk, todo)
@@ -154,39 +156,60 @@ def embed_grid(
     inputs: Sequence[CellInput],
     *,
     chunk_size: int = 32,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
     queue_size: int = 2,
     max_chunks: int | None = None,
     retry_failed: bool = False,
+    retryable: Callable[[str], bool] | None = None,
+    cache_grid: GridSpec | None = None,
 ) -> EmbedReport:
     """Embed every masked-in cell of ``grid`` for each input's modality into the cache at ``cache_path``.
 
     Args:
-        grid: the grid (a ``--bbox`` subset is a grid too).
-        cache_path: Zarr cache folder; created, or resumed when it exists with the same settings.
+        grid: the grid (a ``--bbox`` subset is a grid too). An existing cache embeds the chunks of its own grid
+            that hold cells of ``grid``, which must be a window of it.
+        cache_path: Zarr cache folder; created for ``grid``, or resumed when it exists with the same settings.
         inputs: one :class:`CellInput` per modality.
         chunk_size: cells per chunk side (also the Zarr chunking).
-        progress: called after each committed chunk with (cells in it, cells in this run).
+        progress: receives a :class:`~geoprom3e.progress.ProgressEvent` after each committed chunk.
         scheduler: a ``dask.distributed`` scheduler address (``tcp://host:port``): run chunks as Dask tasks.
         workers: start a local Dask cluster with this many worker processes instead.
         queue_size: chunks each single-process stage may hold ahead of the next.
         max_chunks: stop after this many chunks (for a quick look, or tests of resume).
         retry_failed: also redo committed chunks that recorded failed cells (after a network outage, say).
+        retryable: with ``retry_failed``, which recorded reasons count (default: all).
+        cache_grid: the grid a NEW cache is created for (default ``grid``), e.g. the whole preset when
+            ``grid`` is a window of it, so that later runs can embed and map other windows from the same cache.
     """
     if not inputs:
         raise ConfigError("no modality to embed: pass at least one input (e.g. --modalities loc)")
     names = [i.modality for i in inputs]
     if len(set(names)) != len(names):
         raise ConfigError(f"modalities {names} repeat: name each once")
-    cache = EmbeddingCache(cache_path, grid, chunk_size)
+    cache = EmbeddingCache.create(cache_path, cache_grid or grid, chunk_size)
+    window = cache.window(grid)
     for inp in inputs:
         cache.ensure_modality(inp.modality, inp.cache_key())
-    _, _, mask = _centres_and_mask(grid)
-    chunks = list(iter_chunks(grid, cache.chunk_size, mask))
+    with contextlib.ExitStack() as locks:
+        for m in names:
+            locks.enter_context(cache.writer_lock(m))
+        return _embed(cache, names, inputs, window, progress=progress, scheduler=scheduler,
+                      workers=workers, queue_size=queue_size, max_chunks=max_chunks, retry_failed=retry_failed,
+                      retryable=retryable)
+
+
+def _embed(cache: EmbeddingCache, names: list[str], inputs: Sequence[CellInput], window: Any, *,
+           progress: ProgressCallback | None, scheduler: str | None, workers: int | None, queue_size: int,
+           max_chunks: int | None, retry_failed: bool, retryable: Callable[[str], bool] | None) -> EmbedReport:
+    grid = cache.grid
+    mask = grid.mask()
+    chunks = cache.chunks(window)
+
     def todo_for(ch: Chunk) -> list[str]:
-        return [m for m in names if not cache.is_committed(m, ch) or (retry_failed and cache.has_failures(m, ch))]
+        return [m for m in names if not cache.is_committed(m, ch)
+                or (retry_failed and cache.has_failures(m, ch, retryable))]
 
     pending = [(ch, todo_for(ch)) for ch in chunks]
     pending = [(ch, todo) for ch, todo in pending if todo]
@@ -194,37 +217,46 @@ def embed_grid(
     if max_chunks is not None:
         pending = pending[:max_chunks]
     total_cells = int(sum(mask[ch.slices].sum() for ch, _ in pending))
-    report = EmbedReport(str(cache_path), grid.name, names, len(chunks), skipped, 0, 0,
+    rep = EmbedReport(str(cache.path), window.grid.name, names, len(chunks), skipped, 0, 0,
                          stage_seconds={"gather": 0.0, "encode": 0.0, "write": 0.0})
     t0 = time.perf_counter()
     if scheduler or workers:
         from geoprom3e.engine.distributed import run_on_dask
 
-        for res in run_on_dask(str(cache_path), grid, pending, list(inputs), scheduler=scheduler, workers=workers):
-            _account(report, res, progress, total_cells)
+        for res in run_on_dask(str(cache.path), pending, list(inputs), scheduler=scheduler, workers=workers):
+            _account(rep, res, progress, total_cells)
     else:
-        _run_local(grid, cache, pending, {i.modality: i for i in inputs}, report, progress, total_cells, queue_size)
-    report.seconds = time.perf_counter() - t0
-    report.failures = {m: len(cache.failures(m)) for m in names}
-    return report
+        _run_local(grid, cache, pending, {i.modality: i for i in inputs}, rep, progress, total_cells, queue_size)
+    rep.seconds = time.perf_counter() - t0
+    rep.failures = {m: len(cache.failures(m)) for m in names}
+    return rep
 
 
-def _account(report: EmbedReport, res: dict[str, Any], progress: Progress | None, total: int) -> None:
+def _account(report: EmbedReport, res: dict[str, Any], progress: ProgressCallback | None, total: int) -> None:
     report.chunks_done += 1
     report.cells += res["cells"]
     for m, k in res["ok"].items():
         report.cells_ok[m] = report.cells_ok.get(m, 0) + k
     for s in ("gather", "encode", "write"):
         report.stage_seconds[s] += res[s]
-    if progress:
-        progress(res["cells"], total)
+    send_progress(progress, "embed", res["cells"], total)
 
 
 _STOP = object()
 
 
+def _hold_for_tests(stop: threading.Event) -> None:
+    """Test hook: while the file named by ``$GEOPROM3E_TEST_HOLD_AFTER_COMMIT`` exists, pause after each commit
+    (until the run is stopped), so a test can interrupt a run that is certainly not finished."""
+    import os
+
+    hold = os.environ.get("GEOPROM3E_TEST_HOLD_AFTER_COMMIT")
+    while hold and Path(hold).exists() and not stop.wait(0.05):
+        pass
+
+
 def _run_local(grid: GridSpec, cache: EmbeddingCache, pending: list[tuple[Chunk, list[str]]],
-               inputs: dict[str, CellInput], report: EmbedReport, progress: Progress | None, total: int,
+               inputs: dict[str, CellInput], report: EmbedReport, progress: ProgressCallback | None, total: int,
                queue_size: int) -> None:
     q_enc: queue.Queue = queue.Queue(maxsize=queue_size)
     q_out: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -268,6 +300,7 @@ def _run_local(grid: GridSpec, cache: EmbeddingCache, pending: list[tuple[Chunk,
                 dt = time.perf_counter() - t
                 ok = {m: int(np.asarray(work.gathered[m].ok).sum()) for m in work.todo}
                 _account(report, {"cells": n, "ok": ok, "gather": 0.0, "encode": 0.0, "write": dt}, progress, total)
+                _hold_for_tests(stop)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
             stop.set()

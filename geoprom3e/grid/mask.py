@@ -24,11 +24,10 @@ CONUS_STATES = "conus_states_census2017_1to10m.geojson"
 
 
 def grids_dir() -> Path:
-    """Folder with grid presets and boundaries: ``$GEOPROM3E_GRIDS_DIR`` or ``grids/`` at the repository root."""
-    import os
+    """Folder with grid presets and boundaries: ``$GEOPROM3E_GRIDS_DIR``, else the bundled ``grids``."""
+    from geoprom3e.resources import data_dir
 
-    env = os.environ.get("GEOPROM3E_GRIDS_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "grids"
+    return data_dir("grids")
 
 
 def read_geojson_geometry(path: str | Path) -> shapely.Geometry:

@@ -46,6 +46,12 @@ def load_grid_file(path: str | Path) -> GridSpec:
         raise GridError(f"grid file {str(path)!r} cannot be parsed ({exc}): fix its JSON/YAML") from None
     if not isinstance(doc, dict):
         raise GridError(f"grid file {str(path)!r} must hold one mapping with name, crs, bbox, shape")
+    if isinstance(doc.get("grid"), dict):  # a map's <name>.settings.json: the grid it was drawn on
+        doc = doc["grid"]
+    elif path.name.endswith(".settings.json") or not {"crs", "bbox", "shape"} <= set(doc):
+        raise GridError(f"{str(path)!r} is neither a grid file (name, crs, bbox, shape) nor a map's settings.json "
+                        f"(it has keys {', '.join(sorted(doc)[:8])}): pass a preset name, a grid file or "
+                        "<map>.settings.json")
     doc.setdefault("name", path.stem)
     return GridSpec.from_dict(doc)
 

@@ -204,13 +204,38 @@ class GridSpec:
             )
         new_bbox = tuple(round(v, 9) for v in (W + c0 * dx, N - (r1 + 1) * dy, W + (c1 + 1) * dx, N - r0 * dy))
         return GridSpec(
-            name or f"{self.name}[{_fmt(sub.bbox, sep=',')}]",
+            name or f"{self.name}[{','.join(exact_number(v) for v in sub.bbox)}]",
             self.crs,
             new_bbox,
             (r1 - r0 + 1, c1 - c0 + 1),
             mask_source=self.mask_source,
             description=f"subset of {self.name}",
         )
+
+    def window_in(self, parent: GridSpec) -> tuple[int, int]:
+        """(row0, col0) of this grid's cells inside ``parent``, compared by geometry (never by name).
+
+        Raises :class:`GridError` unless both grids share the CRS and cell size, this grid's origin lies on
+        ``parent``'s cell edges and all its cells are inside ``parent``.
+        """
+        where = (f"the cache's grid {parent.name!r} (bbox {_fmt(parent.bbox)}, {parent.crs}, "
+                 f"{parent.rows} × {parent.cols})")
+        if self.crs_obj != parent.crs_obj:
+            raise GridError(f"grid {self.name!r} is in {self.crs}, not a window of {where}: use a grid in that CRS")
+        (dx, dy), (pdx, pdy) = self.res, parent.res
+        if not (math.isclose(dx, pdx, rel_tol=1e-9) and math.isclose(dy, pdy, rel_tol=1e-9)):
+            raise GridError(f"grid {self.name!r} has cells of {dx:.9g} × {dy:.9g}, not a window of {where} "
+                            f"(cells {pdx:.9g} × {pdy:.9g}): map it from a cache built for this grid")
+        fc = (self.bbox[0] - parent.bbox[0]) / pdx
+        fr = (parent.bbox[3] - self.bbox[3]) / pdy
+        c0, r0 = round(fc), round(fr)
+        if abs(fc - c0) > 1e-6 or abs(fr - r0) > 1e-6:
+            raise GridError(f"grid {self.name!r} (bbox {_fmt(self.bbox)}) is not aligned to the cells of {where}: "
+                            "pass a --bbox of that grid (cells whose centres fall inside are used)")
+        if r0 < 0 or c0 < 0 or r0 + self.rows > parent.rows or c0 + self.cols > parent.cols:
+            raise GridError(f"grid {self.name!r} (bbox {_fmt(self.bbox)}) reaches outside {where}: "
+                            "pass a --bbox inside it, or embed the larger area into another --cache")
+        return r0, c0
 
     # -- (de)serialisation --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -251,6 +276,22 @@ def _from_lonlat(crs: str) -> Transformer:
 @functools.lru_cache(maxsize=16)
 def _to_lonlat(crs: str) -> Transformer:
     return Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+
+
+def exact_number(v: float) -> str:
+    """Shortest text that reads back as exactly ``v``, without exponents: ``-2038000``, ``-106.2``."""
+    if float(v).is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    text = repr(float(v))
+    if "e" in text or "E" in text:
+        text = np.format_float_positional(float(v), unique=True, trim="-")
+    return text
+
+
+def path_safe(name: str, fallback: str = "grid") -> str:
+    """``name`` as one safe path component: letters, digits, ``-_.,[]`` kept, others ``_``; never ``.``/``..``."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_.,[]" else "_" for ch in str(name)).lstrip(".")
+    return safe[:120] or fallback
 
 
 def _fmt(bbox: tuple[float, ...], sep: str = ", ") -> str:

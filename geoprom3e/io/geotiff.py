@@ -43,6 +43,7 @@ def write_cog(
                 ds.set_band_description(i, name)
                 li = info.get(name, LayerInfo())
                 ds.update_tags(i, name=name, long_name=li.long_name or name, units=li.units)
+                ds.set_band_unit(i, li.units)  # GDAL's unit type: what QGIS shows
             ds.update_tags(**{str(k): _tag(v) for k, v in (tags or {}).items()})
         with mem.open() as src:
             rasterio.shutil.copy(

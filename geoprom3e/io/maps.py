@@ -59,17 +59,23 @@ def plan_outputs(out_dir: str | Path, basename: str, layer_names: Sequence[str],
 
 
 def check_outputs(outputs: MapOutputs, overwrite: bool) -> None:
-    """Refuse existing outputs without ``overwrite`` and unwritable folders, before any work starts."""
+    """Refuse existing outputs without ``overwrite`` and unwritable folders, before any work starts.
+
+    Creates nothing: the folder is made only when the outputs are written.
+    """
     folder = outputs.geotiff.parent
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"--out {str(folder)!r} is a file, not a folder: choose a folder path")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        msg = f"cannot create output folder {str(folder)!r} ({exc.strerror}): choose a writable --out"
-        raise OutputError(msg) from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"output folder {str(folder)!r} is not writable: choose another --out or fix permissions")
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputError(f"cannot create output folder {str(folder)!r}: {str(probe)!r} is a file; "
+                          "choose a writable --out")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        where = "" if probe == folder else f" (its parent {str(probe)!r} is not writable)"
+        raise OutputError(f"output folder {str(folder)!r} is not writable{where}: choose another --out or fix "
+                          "permissions")
     if not overwrite:
         existing = [p for p in outputs.all() if p.exists()]
         if existing:
@@ -78,6 +84,46 @@ def check_outputs(outputs: MapOutputs, overwrite: bool) -> None:
                 f"output {str(existing[0])!r}{more} already exists: "
                 "pass --overwrite to replace, or choose another --out"
             )
+
+
+def previous_outputs(outputs: MapOutputs) -> list[Path]:
+    """Files of an earlier output set with the same name (from its manifest), to remove on ``--overwrite``."""
+    import json
+
+    folder = outputs.geotiff.parent
+    old = set(p for p in outputs.all() if p.exists())
+    try:
+        listed = json.loads(outputs.manifest.read_text()).get("outputs", []) if outputs.manifest else []
+    except (OSError, ValueError):
+        listed = []
+    for name in listed:
+        p = folder / Path(str(name)).name
+        if p.exists():
+            old.add(p)
+    return sorted(old)
+
+
+def _publish(stage: Path, outputs: MapOutputs, overwrite: bool) -> None:
+    """Move staged files into place. Without ``overwrite`` each file is linked with no-replace semantics, so
+    of two runs writing the same names at once exactly one wins and the other gets one line."""
+    final = [p for p in outputs.all() if (stage / p.name).exists()]
+    if overwrite:
+        for p in previous_outputs(outputs):
+            if p not in final:
+                p.unlink(missing_ok=True)
+        for p in final:
+            os.replace(stage / p.name, p)
+        return
+    done: list[Path] = []
+    for p in final:
+        try:
+            os.link(stage / p.name, p)
+        except FileExistsError:
+            for q in done:
+                q.unlink(missing_ok=True)
+            raise OutputError(f"output {str(p)!r} appeared while this run was writing (another run on the same "
+                              "--out?): pass --overwrite to replace it, or choose another --out") from None
+        done.append(p)
 
 
 def write_maps(
@@ -123,7 +169,12 @@ def write_maps(
         outputs = replace(outputs, settings=None)
     check_outputs(outputs, overwrite)
     folder = outputs.geotiff.parent
-    stage = Path(tempfile.mkdtemp(prefix=f".{basename}.staging-", dir=folder))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{basename}.staging-", dir=folder))
+    except OSError as exc:
+        msg = f"cannot create output folder {str(folder)!r} ({exc.strerror}): choose a writable --out"
+        raise OutputError(msg) from None
     timings: dict[str, float] = {}
     tags = {"software": f"geoprom3e {__version__}", "grid_name": grid.name, **dict(attrs or {})}
     try:
@@ -151,14 +202,21 @@ def write_maps(
         doc["outputs"] = [p.name for p in outputs.all()]
         doc.setdefault("timings_s", {}).update({k: round(v, 4) for k, v in timings.items()})
         (stage / outputs.manifest.name).write_text(to_json(doc), encoding="utf-8")
-        for path in outputs.all():
-            staged = stage / path.name
-            if staged.exists():
-                os.replace(staged, path)
+        _publish(stage, outputs, overwrite)
     except OSError as exc:
-        msg = f"writing outputs to {str(folder)!r} failed ({exc}): check free space and permissions"
-        raise OutputError(msg) from None
+        if isinstance(exc, OutputError):
+            raise
+        raise OutputError(_write_failed(folder, exc)) from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     log.info("wrote %d files to %s", len(outputs.all()), folder)
     return outputs
+
+
+def _write_failed(folder: Path, exc: OSError) -> str:
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:.0f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    return (f"writing outputs to {str(folder)!r} failed ({exc.strerror or exc}; {free}): free some space or "
+            "choose another --out; nothing was written")

@@ -1,90 +1,46 @@
-"""Species maps: cosine similarity between a query embedding (a photo, a text) and every grid cell.
+"""Species maps: cosine similarity between query embeddings (photos, texts) and grid cells (array maths only).
 
-Three scores (DESIGN §3, the paper's retrieval modes):
+Three scores (the paper's retrieval modes; the weights are defined once in :mod:`geoprom3e.scores`):
 
-* ``recon`` (intra-modal): the query against the model's reconstruction of the query's modality for the
-  cell (a photo is compared with the photo embedding ProM3E expects at that place);
-* ``inter`` (inter-modal): the query against the cell's own embeddings in the shared space (mean over the
-  modalities the cell showed the model);
-* ``hybrid``: ``alpha · inter + (1 − alpha) · recon``. The published code does not give the weight.
+* ``recon`` (intra-modal): the query against the model's reconstruction of the query's modality for the cell;
+* ``inter`` (inter-modal): the query against the cell's own embeddings (mean over the modalities it showed);
+* ``hybrid``: ``alpha · inter + (1 − alpha) · recon``.
+
+The products layer reads blocks of cells from the embedding cache and calls :func:`similarity_block`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 
 import numpy as np
 
-from geoprom3e.engine.cache import EmbeddingCache
-from geoprom3e.errors import CacheError, ConfigError, InputError
-from geoprom3e.modalities import MODALITIES
+from geoprom3e.errors import ConfigError, InputError
+from geoprom3e.modalities import EMBED_DIM
+from geoprom3e.scores import SCORE_MODES, check_alpha, hybrid_score
 
-MODES = ("recon", "inter", "hybrid")
+MODES = SCORE_MODES
 
 
-def similarity_maps(
-    cache: EmbeddingCache,
-    group: str,
-    queries: np.ndarray,
-    *,
-    modality: str = "image",
-    mode: str = "recon",
-    alpha: float = 0.5,
-    progress: Callable[[int, int], None] | None = None,
-) -> np.ndarray:
-    """[Q, rows, cols] float32 similarity of each query [Q, 512] with every cell (NaN where no value)."""
+def check_mode(mode: str) -> str:
+    """``mode`` if it is a known score mode, else :class:`ConfigError` listing them."""
     if mode not in MODES:
-        raise ConfigError(f"mode {mode!r} is unknown: use one of {', '.join(MODES)}")
-    if not 0.0 <= alpha <= 1.0:
-        raise ConfigError(f"alpha = {alpha}: must be in [0, 1] (weight of the inter-modal score in hybrid mode)")
+        raise ConfigError(f"--mode {mode!r} is unknown: use one of {', '.join(MODES)}")
+    return mode
+
+
+def unit_queries(queries: np.ndarray) -> np.ndarray:
+    """Queries [Q, 512] as float32 unit vectors; :class:`InputError` for any other shape or non-finite values."""
     q = np.asarray(queries, dtype=np.float32)
-    if q.ndim != 2 or q.shape[1] != 512 or not np.isfinite(q).all():
-        raise InputError(f"query embeddings have shape {q.shape}: expected finite [n_queries, 512]")
-    q = q / np.linalg.norm(q, axis=1, keepdims=True)
-    g = cache.root[group]
-    name = f"recon_{modality}"
-    if mode != "inter" and name not in g:
-        have = [k[6:] for k in g.array_keys() if k.startswith("recon_")]
-        raise CacheError(f"the fused cache holds reconstructions of {', '.join(have)}, not {modality!r}: "
-                         f"fuse again with decode including {modality!r}")
-    rows, cols = cache.grid.shape
-    out = np.full((q.shape[0], rows, cols), np.nan, np.float32)
-    mask = cache.grid.mask()
-    band = cache.chunk_size
-    starts = [r0 for r0 in range(0, rows, band) if mask[r0 : r0 + band].any()]
-    for k, r0 in enumerate(starts):  # one band of chunk rows at a time: Zarr reads its chunks concurrently
-        rs = slice(r0, min(r0 + band, rows))
-        bits = np.asarray(g["visible_bits"][rs])
-        valid = (bits > 0) & mask[rs]
-        if not valid.any():
-            continue
-        score = None
-        if mode in ("recon", "hybrid"):
-            score = _cosine(np.asarray(g[name][rs]), q, valid)
-        if mode in ("inter", "hybrid"):
-            acc = np.zeros((q.shape[0],) + valid.shape, np.float32)
-            cnt = np.zeros(valid.shape, np.float32)
-            for i, m in enumerate(MODALITIES):
-                used = (bits >> i) & 1 == 1
-                if not used.any():
-                    continue
-                if f"emb_{m}" not in cache.root:
-                    raise CacheError(f"the cache has no {m!r} embeddings for inter mode: rerun embed-grid")
-                acc += _cosine(np.asarray(cache.root[f"emb_{m}"][rs]), q, used & valid)
-                cnt += used
-            inter = acc / np.maximum(cnt, 1)
-            score = inter if score is None else alpha * inter + (1 - alpha) * score
-        assert score is not None
-        out[:, rs] = np.where(valid, score, np.nan)
-        if progress:
-            progress(k + 1, len(starts))
-    return out
+    if q.ndim != 2 or q.shape[1] != EMBED_DIM or not np.isfinite(q).all():
+        raise InputError(f"query embeddings have shape {q.shape}: expected finite [n_queries, {EMBED_DIM}]")
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
 
 
-def _cosine(vectors: np.ndarray, q: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """[Q, h, w] dot products of unit queries [Q, 512] with the [h, w, 512] (float16) vectors of ``valid`` cells.
+def cosine(vectors: np.ndarray, q: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """[Q, h, w] dot products of unit queries [Q, 512] with the [h, w, 512] vectors of ``valid`` cells (others 0).
 
-    Only valid cells are converted (in blocks, with torch's vectorised float16 → float32), others give 0.
+    Only valid cells are converted (in blocks, with torch's vectorised float16 → float32).
     """
     import torch
 
@@ -100,3 +56,40 @@ def _cosine(vectors: np.ndarray, q: np.ndarray, valid: np.ndarray) -> np.ndarray
         flat[s : s + 16384] = (v @ qt).numpy()
     out[:, valid] = flat.T
     return out
+
+
+def similarity_block(
+    q: np.ndarray,
+    valid: np.ndarray,
+    *,
+    mode: str = "recon",
+    alpha: float = 0.5,
+    recon: np.ndarray | None = None,
+    inter: Sequence[tuple[np.ndarray, np.ndarray]] = (),
+) -> np.ndarray:
+    """[Q, h, w] similarity of unit queries ``q`` with a block of cells (NaN where not ``valid``).
+
+    Args:
+        q: [Q, 512] unit query embeddings (:func:`unit_queries`).
+        valid: [h, w] cells that have a value.
+        mode: ``recon``, ``inter`` or ``hybrid``.
+        alpha: weight of the inter-modal score in ``hybrid``.
+        recon: [h, w, 512] the model's reconstruction of the query modality (``recon``/``hybrid``).
+        inter: (embeddings [h, w, 512], used [h, w]) for each modality the cells showed the model.
+    """
+    check_mode(mode)
+    alpha = check_alpha(alpha)
+    score = None
+    if mode in ("recon", "hybrid"):
+        if recon is None:
+            raise ConfigError(f"mode {mode!r} needs the reconstruction of the query modality")
+        score = cosine(recon, q, valid)
+    if mode in ("inter", "hybrid"):
+        acc = np.zeros((q.shape[0],) + valid.shape, np.float32)
+        cnt = np.zeros(valid.shape, np.float32)
+        for emb, used in inter:
+            acc += cosine(emb, q, used & valid)
+            cnt += used & valid
+        inter_score = acc / np.maximum(cnt, 1)
+        score = inter_score if score is None else hybrid_score(inter_score, score, alpha)
+    return np.where(valid, score, np.nan).astype(np.float32)

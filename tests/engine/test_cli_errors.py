@@ -85,8 +85,8 @@ def test_cache_built_with_other_settings_says_which(ready, tmp_path):
                       "--chunk-size", "4"])
     assert code == 2 and "'loc' embeddings built with other settings" in _one_error_line(out)
     # nothing was corrupted: the cache still holds the original embeddings
-    c = EmbeddingCache(ready / "cache", grid, create=False)
-    assert np.asarray(c.root["present_loc"][:])[grid.mask()].all()
+    c = EmbeddingCache(ready / "cache")
+    assert np.asarray(c.root["loc_present"][:])[grid.mask()].all()
 
 
 def test_unreachable_scheduler(ready, tmp_path):
@@ -121,11 +121,14 @@ def test_compare_needs_the_same_grid(ready, tmp_path):
 def test_ctrl_c_stops_cleanly_and_prints_the_resume_command(tmp_path):
     cmd = [sys.executable, "-m", "geoprom3e", "embed-grid", "--grid", "usa-250x500", "--bbox", "-110", "35",
            "-100", "42", "--modalities", "loc", "--cache", str(tmp_path / "c"), "--chunk-size", "2"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    hold = tmp_path / "hold"
+    hold.touch()  # test hook: the run pauses after its first commit while this file exists, so it cannot end early
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "GEOPROM3E_TEST_HOLD_AFTER_COMMIT": str(hold)})
     markers = tmp_path / "c" / "commits" / "loc"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (markers.is_dir() and any(markers.glob("*.json"))):
-        time.sleep(0.05)
+    while proc.poll() is None and not (markers.is_dir() and any(markers.glob("*.json"))):
+        time.sleep(0.05)  # waits on the marker, not on a timer
+    assert proc.poll() is None, proc.communicate()
     os.kill(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -133,8 +136,8 @@ def test_ctrl_c_stops_cleanly_and_prints_the_resume_command(tmp_path):
     done = len(list(markers.glob("*.json")))
     assert done >= 1
     grid = get_grid("usa-250x500").subset((-110, 35, -100, 42))
-    c = EmbeddingCache(tmp_path / "c", grid, create=False)
-    present = np.asarray(c.root["present_loc"][:])
+    c = EmbeddingCache(tmp_path / "c")
+    present = np.asarray(c.root["loc_present"][:])
     assert present.sum() > 0
     for info in c.commit_info("loc"):  # every committed chunk is whole
         r, col = (int(v[1:]) for v in info["chunk"].split("_"))

@@ -64,8 +64,10 @@ def _invoke(args: list[str]):
 
 
 def _cache_arrays(path: Path, grid) -> dict[str, np.ndarray]:
-    c = EmbeddingCache(path, grid, create=False)
-    return {k: np.asarray(c.root[k][:]) for k in ("emb_sat", "present_sat", "emb_loc", "present_loc")}
+    c = EmbeddingCache(path)
+    assert c.grid.window_in(grid) == (0, 0) and c.grid.shape == grid.shape
+    return {f"{k}_{m}": np.asarray(c.root[f"{m}_{'embedding' if k == 'emb' else 'present'}"][:])
+            for m in ("sat", "loc") for k in ("emb", "present")}
 
 
 def test_embed_then_maps_reopen_with_grid_georeferencing(stack, assets, grid, tmp_path):
@@ -79,7 +81,7 @@ def test_embed_then_maps_reopen_with_grid_georeferencing(stack, assets, grid, tm
     # every cloudy scene (SCL says cloud, cloud cover 60 %) is excluded; every other cell has its chip
     n_sat = int(arr["present_sat"][mask].sum())
     assert 0.7 * mask.sum() < n_sat < mask.sum()
-    fails = EmbeddingCache(cache, grid).failures("sat")
+    fails = EmbeddingCache(cache).failures("sat")
     assert len(fails) == int(mask.sum()) - n_sat and all(f["reason"] for f in fails)
 
     out = tmp_path / "maps"
@@ -135,7 +137,7 @@ def test_injected_faults_leave_complete_failure_records(stack, assets, grid, tmp
     s = stack(assets["scenes"], FaultConfig(error_rate=0.35, error_status=503, truncate_rate=0.1, seed=3))
     cache = tmp_path / "faulty.zarr"
     _invoke(_embed_args(s, assets, cache))
-    c = EmbeddingCache(cache, grid)
+    c = EmbeddingCache(cache)
     arr = _cache_arrays(cache, grid)
     mask = grid.mask()
     fails = c.failures("sat")

@@ -9,8 +9,7 @@ import torch
 from geoprom3e.engine import EmbeddingCache, FuseSettings, embed_grid, fuse_grid
 from geoprom3e.errors import CacheError, SchedulerError
 from geoprom3e.grid import GridSpec
-from geoprom3e.maps.species import similarity_maps
-from geoprom3e.maps.uncertainty import uncertainty_layers
+from geoprom3e.products import similarity_from_cache, uncertainty_from_cache
 from geoprom3e.model import ProM3E, ProM3EConfig
 from geoprom3e.testing.engine import FourierLocInput
 
@@ -19,14 +18,14 @@ GRID = GridSpec("test-16x32", "EPSG:4326", (-108.0, 37.0, -98.4, 40.2), (16, 32)
 
 
 def _arrays(path, modality="loc"):
-    cache = EmbeddingCache(path, GRID, create=False)
-    return np.asarray(cache.root[f"emb_{modality}"][:]), np.asarray(cache.root[f"present_{modality}"][:])
+    cache = EmbeddingCache(path)
+    return (np.asarray(cache.root[f"{modality}_embedding"][:]), np.asarray(cache.root[f"{modality}_present"][:]))
 
 
 def test_embed_grid_fills_masked_cells_and_reports(tmp_path):
     seen = []
     rep = embed_grid(GRID, tmp_path / "c", [FourierLocInput()], chunk_size=8,
-                     progress=lambda n, total: seen.append((n, total)))
+                     progress=lambda e: seen.append((e.advance, e.total)))
     emb, present = _arrays(tmp_path / "c")
     mask = GRID.mask()
     assert rep.chunks_total == 8 and rep.chunks_done == 8 and rep.chunks_skipped == 0
@@ -41,9 +40,9 @@ def test_embed_grid_fills_masked_cells_and_reports(tmp_path):
     # the cache is a plain Zarr store that xarray reads
     import xarray as xr
 
-    ds = xr.open_zarr(tmp_path / "c" / "embeddings.zarr", consolidated=False)
-    assert ds["emb_loc"].dims == ("y", "x", "feature") and ds["emb_loc"].shape == (16, 32, 512)
-    np.testing.assert_array_equal(ds["present_loc"].values, present)
+    ds = xr.open_zarr(tmp_path / "c" / "embeddings.zarr", consolidated=True)
+    assert ds["loc_embedding"].dims == ("lat", "lon", "feature") and ds["loc_embedding"].shape == (16, 32, 512)
+    np.testing.assert_array_equal(ds["loc_present"].values, present)
     # a second run does nothing
     again = embed_grid(GRID, tmp_path / "c", [FourierLocInput()], chunk_size=8)
     assert again.chunks_done == 0 and again.chunks_skipped == 8
@@ -65,8 +64,8 @@ def test_uncommitted_chunk_is_redone(tmp_path):
     embed_grid(GRID, tmp_path / "c", [FourierLocInput()], chunk_size=8)
     marker = tmp_path / "c" / "commits" / "loc" / "r0_c0.json"
     marker.unlink()  # as if the process died after writing arrays but before committing
-    cache = EmbeddingCache(tmp_path / "c", GRID, create=False)
-    cache.root["emb_loc"][0:8, 0:8, :] = 0  # half-written garbage
+    cache = EmbeddingCache(tmp_path / "c")
+    cache.root["loc_embedding"][0:8, 0:8, :] = 0  # half-written garbage
     rep = embed_grid(GRID, tmp_path / "c", [FourierLocInput()], chunk_size=8)
     assert rep.chunks_done == 1 and marker.is_file()
     emb, _ = _arrays(tmp_path / "c")
@@ -75,7 +74,7 @@ def test_uncommitted_chunk_is_redone(tmp_path):
 
 def test_failed_cells_are_listed_with_reasons(tmp_path):
     rep = embed_grid(GRID, tmp_path / "c", [FourierLocInput(fail_every=10)], chunk_size=8)
-    cache = EmbeddingCache(tmp_path / "c", GRID, create=False)
+    cache = EmbeddingCache(tmp_path / "c")
     fails = cache.failures("loc")
     _, present = _arrays(tmp_path / "c")
     assert rep.failures["loc"] == len(fails) > 0
@@ -88,8 +87,8 @@ def test_cache_built_with_other_settings_is_refused(tmp_path):
     with pytest.raises(CacheError, match=r"'loc' embeddings built with other settings \(seed: cache has 0, asked 1\)"):
         embed_grid(GRID, tmp_path / "c", [FourierLocInput(seed=1)], chunk_size=8)
     other = GridSpec("other", "EPSG:4326", (-108.0, 37.0, -98.4, 40.2), (8, 16))
-    with pytest.raises(CacheError, match="was built for grid 'test-16x32'"):
-        EmbeddingCache(tmp_path / "c", other)
+    with pytest.raises(CacheError, match=r"not a window of the cache's grid 'test-16x32' \(bbox \(-108, 37, -98.4"):
+        EmbeddingCache.create(tmp_path / "c", other)
 
 
 def _small_model():
@@ -99,10 +98,10 @@ def _small_model():
 
 def test_fuse_then_maps(tmp_path):
     embed_grid(GRID, tmp_path / "c", [FourierLocInput(fail_every=7), FourierLocInput("sat", seed=5)], chunk_size=8)
-    cache = EmbeddingCache(tmp_path / "c", GRID, create=False)
+    cache = EmbeddingCache(tmp_path / "c")
     model = _small_model()
-    group = fuse_grid(cache, model, FuseSettings(visible=("sat", "loc", "env"), n_samples=0))
-    layers = uncertainty_layers(cache, group)
+    group = fuse_grid(cache, model, FuseSettings(visible=("sat", "loc", "env"), n_samples=0), decode=["image"])
+    layers = uncertainty_from_cache(cache, group)
     mask = GRID.mask()
     _, p_loc = _arrays(tmp_path / "c", "loc")
     n = layers["n_modalities"]
@@ -116,14 +115,15 @@ def test_fuse_then_maps(tmp_path):
     alone = model.infer(x.half().float(), ["sat"], n_samples=0, decode=["image"])
     np.testing.assert_allclose(layers["sigma_l1"][r, c], alone.sigma_l1.item(), rtol=1e-3)
     q = alone.recon_of("image").numpy()
-    sim = similarity_maps(cache, group, q, mode="recon")
+    sim = similarity_from_cache(cache, group, q, mode="recon")
     assert sim.shape == (1, 16, 32) and np.isnan(sim[0][~mask]).all()
     assert np.nanargmax(sim[0]) == r * 32 + c or sim[0, r, c] > 0.999
-    inter = similarity_maps(cache, group, x[0, 1:2].numpy(), mode="inter")
-    hyb = similarity_maps(cache, group, x[0, 1:2].numpy(), mode="hybrid", alpha=1.0)
+    inter = similarity_from_cache(cache, group, x[0, 1:2].numpy(), mode="inter")
+    hyb = similarity_from_cache(cache, group, x[0, 1:2].numpy(), mode="hybrid", alpha=1.0)
     np.testing.assert_allclose(inter, hyb, atol=1e-6)
     # resumable: fusing again does nothing new and gives the same group
     assert fuse_grid(cache, model, FuseSettings(visible=("sat", "loc", "env"), n_samples=0)) == group
+    assert "sat-loc-env_n0_seed0_model-" in group  # readable names, not hashes
 
 
 def test_dask_local_cluster_equals_single_process(tmp_path):
@@ -137,7 +137,7 @@ def test_dask_local_cluster_equals_single_process(tmp_path):
         b, pb = _arrays(tmp_path / "dask", m)
         assert np.array_equal(pa, pb)
         np.testing.assert_array_equal(a, b)
-    fails = [EmbeddingCache(tmp_path / name, GRID).failures("loc") for name in ("dask", "single")]
+    fails = [EmbeddingCache(tmp_path / name).failures("loc") for name in ("dask", "single")]
     assert fails[0] == fails[1] and len(fails[0]) > 0
 
 
