@@ -255,3 +255,38 @@ def test_odc_stac_loads_each_item_equal_to_the_geotiff(folder):
                 assert (meta.units, meta.nodata) == (src.tags(i)["units"], src.nodata)
                 assert meta.data_type == src.dtypes[i - 1]
                 assert np.array_equal(v.isel(time=0).values, src.read(i))
+
+
+def test_item_without_pngs_or_settings_and_with_layer_infos(folder):
+    from dataclasses import replace
+
+    from geoprom3e.io import plan_outputs
+
+    _, maps = folder
+    grid, layers, outputs, _ = maps["geo"]
+    bare = replace(plan_outputs(outputs.geotiff.parent, "bare", list(layers), png=False), settings=None)
+    item = map_item(bare, grid, {"richness": INFO["richness"], "shannon": INFO["shannon"]})
+    assert sorted(item.assets) == ["data", "manifest", "netcdf", "qgis_style"]
+    assert [ln.rel for ln in item.links] == ["describedby"]
+    bands = item.assets["data"].to_dict()
+    assert [b["name"] for b in bands["eo:bands"]] == ["richness", "shannon"]
+    assert [b["unit"] for b in bands["raster:bands"]] == ["count", "1"]
+    assert all("statistics" not in b for b in bands["raster:bands"])  # no arrays given
+    with pytest.raises(OutputError, match="at least one layer"):
+        map_item(bare, grid, [])
+
+
+def test_concurrent_catalog_updates_keep_every_item(folder, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    out, maps = folder
+    doc = json.loads(maps["geo"][3].read_text())
+
+    def add(i):
+        write_item(pystac.Item.from_dict({**doc, "id": f"map{i}"}), tmp_path / f"map{i}.stac.json")
+        return update_catalog(tmp_path)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(add, range(12)))
+    ids = sorted(i.id for i in pystac.Catalog.from_file(str(tmp_path / CATALOG_NAME)).get_items())
+    assert ids == sorted(f"map{i}" for i in range(12))
