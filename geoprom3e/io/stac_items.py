@@ -227,14 +227,17 @@ def update_catalog(
 
 
 def footprint_lonlat(grid: GridSpec) -> tuple[dict[str, Any], list[float]]:
-    """GeoJSON Polygon and bbox [W, S, E, N] of the grid's outer edges in EPSG:4326 (lon, lat degrees).
+    """GeoJSON geometry and bbox [W, S, E, N] of the grid's outer edges in EPSG:4326 (lon, lat degrees).
 
     Projected (or other geographic) CRSs are handled by reprojecting the footprint's edges densified to
-    32 points each, so the polygon follows curved edges and the bbox covers the whole grid.
+    32 points each, so the polygon follows curved edges and the bbox covers the whole grid. Longitudes are
+    brought into −180..180; a footprint that crosses the antimeridian becomes a MultiPolygon split there
+    and its bbox has W > E, as the STAC spec asks. Grids that contain a pole are not supported.
     """
     w, s, e, n = grid.bbox
     if grid.epsg == 4326:
-        ring = [(w, s), (e, s), (e, n), (w, n), (w, s)]
+        lon = np.array([w, e, e, w], dtype=np.float64)
+        lat = np.array([s, s, n, n], dtype=np.float64)
     else:
         from pyproj import Transformer
 
@@ -242,16 +245,49 @@ def footprint_lonlat(grid: GridSpec) -> tuple[dict[str, Any], list[float]]:
         xs = np.concatenate([w + (e - w) * t, np.full_like(t, e), e - (e - w) * t, np.full_like(t, w)])
         ys = np.concatenate([np.full_like(t, s), s + (n - s) * t, np.full_like(t, n), n - (n - s) * t])
         lon, lat = Transformer.from_crs(grid.crs_obj, "EPSG:4326", always_xy=True).transform(xs, ys)
+        lon, lat = np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
         if not (np.all(np.isfinite(lon)) and np.all(np.isfinite(lat))):
             raise OutputError(f"grid {grid.name!r} (bbox {grid.bbox}) cannot be reprojected to EPSG:4326 for its "
                               "STAC footprint: use a grid inside the CRS's area of use")
-        ring = [*zip(lon.tolist(), lat.tolist())]
-        ring.append(ring[0])
-    ring = [(round(x, 9), round(y, 9)) for x, y in ring]
-    lons = [p[0] for p in ring]
-    lats = [p[1] for p in ring]
-    bbox = [min(lons), min(lats), max(lons), max(lats)]
-    return {"type": "Polygon", "coordinates": [[list(p) for p in ring]]}, bbox
+        lon = np.unwrap(lon, period=360.0)  # continuous across the antimeridian
+    lon = lon - 360.0 * np.floor((lon.min() + 180.0) / 360.0)  # western edge in −180..180
+    if lon.max() - lon.min() >= 360.0:
+        bbox = [-180.0, float(lat.min()), 180.0, float(lat.max())]
+        lon = np.clip(lon, -180.0, 180.0)
+    elif lon.max() > 180.0:
+        bbox = [float(lon.min()), float(lat.min()), float(lon.max()) - 360.0, float(lat.max())]
+    else:
+        bbox = [float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max())]
+    ring = [*zip(lon.tolist(), lat.tolist())]
+    if lon.max() <= 180.0:
+        return _geojson_polygon(ring), [round(v, 9) for v in bbox]
+    from shapely.affinity import translate
+    from shapely.geometry import MultiPolygon, Polygon, box
+
+    poly = Polygon(ring)
+    west = poly.intersection(box(-180.0, -90.0, 180.0, 90.0))
+    east = translate(poly.intersection(box(180.0, -90.0, 540.0, 90.0)), xoff=-360.0)
+    parts = [p for g in (west, east) for p in getattr(g, "geoms", [g]) if isinstance(p, Polygon) and not p.is_empty]
+    geometry = {
+        "type": "MultiPolygon",
+        "coordinates": _geojson_polygon_coords(MultiPolygon(parts)),
+    }
+    return geometry, [round(v, 9) for v in bbox]
+
+
+def _geojson_polygon(ring: list[tuple[float, float]]) -> dict[str, Any]:
+    pts = [[round(x, 9), round(y, 9)] for x, y in ring]
+    return {"type": "Polygon", "coordinates": [[*pts, pts[0]]]}
+
+
+def _geojson_polygon_coords(mp: Any) -> list[Any]:
+    from shapely.geometry.polygon import orient
+
+    out = []
+    for poly in mp.geoms:
+        ring = list(orient(poly, 1.0).exterior.coords)
+        out.append([[[round(x, 9), round(y, 9)] for x, y in ring]])
+    return out
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------

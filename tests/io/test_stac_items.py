@@ -134,6 +134,29 @@ def test_footprint_of_a_lonlat_grid_is_its_bbox():
     assert shape(geometry).equals(MultiPoint([(-125, 24.5), (-66.5, 49.5)]).envelope)
 
 
+@pytest.mark.parametrize(
+    "grid",
+    [
+        GridSpec("pacific", "EPSG:4326", (170, 50, 190, 60), (10, 20), mask_source="none"),
+        GridSpec("alaska", "EPSG:3338", (-2_500_000, 300_000, 1_500_000, 2_500_000), (20, 40), mask_source="none"),
+    ],
+    ids=["lonlat-0-360", "alaska-albers"],
+)
+def test_footprint_across_the_antimeridian_is_split(grid):
+    geometry, bbox = footprint_lonlat(grid)
+    assert geometry["type"] == "MultiPolygon"
+    geom = shape(geometry)
+    assert geom.is_valid and geom.bounds[0] >= -180 and geom.bounds[2] <= 180
+    w, s, e, n = bbox
+    assert w > e  # STAC: a bbox across the antimeridian has west > east
+    lat, lon = grid.cell_centers()
+    lon = (lon + 180) % 360 - 180
+    assert geom.contains(MultiPoint(np.column_stack([lon.ravel(), lat.ravel()])))
+    assert ((lon >= w) | (lon <= e)).all() and s <= lat.min() and lat.max() <= n
+    if grid.epsg == 4326:
+        assert geom.area == pytest.approx(20 * 10) and bbox == [170, 50, -170, 60]
+
+
 def test_item_datetimes(folder):
     _, maps = folder
     item = _file_item(maps["geo"][3])
