@@ -17,8 +17,9 @@ it. Each Item describes one map:
   range; when no range is known the creation time is the ``datetime`` (and ``geoprom3e:datetime_source`` says
   ``"created"``).
 
-The projection fields live on the COG asset only (not in the Item's properties), so that odc-stac and
-stackstac load the COG's bands and skip the NetCDF and the PNGs.
+The projection fields live on the COG asset only (not in the Item's properties), so that
+``odc.stac.load([item])`` loads the COG's bands (named after the layers) and skips the NetCDF and the PNGs.
+stackstac reads only the retired ``proj:epsg``, which pystac drops on read: pass it ``epsg=`` there.
 """
 
 from __future__ import annotations
