@@ -41,11 +41,13 @@ class MapOutputs:
     """``<basename>.manifest.json``."""
     settings: Path | None = None
     """``<basename>.settings.json`` (the resolved recipe)."""
+    stac: Path | None = None
+    """``<basename>.stac.json``: a STAC Item of the map, linked from the folder's ``catalog.json``."""
 
     def all(self) -> list[Path]:
         """Every path, in a stable order."""
         out = [self.geotiff, self.qml, self.netcdf, *self.pngs.values()]
-        return out + [p for p in (self.manifest, self.settings) if p is not None]
+        return out + [p for p in (self.manifest, self.settings, self.stac) if p is not None]
 
 
 def plan_outputs(out_dir: str | Path, basename: str, layer_names: Sequence[str], png: bool = True) -> MapOutputs:
@@ -55,6 +57,7 @@ def plan_outputs(out_dir: str | Path, basename: str, layer_names: Sequence[str],
     return MapOutputs(
         geotiff=d / f"{basename}.tif", qml=d / f"{basename}.qml", netcdf=d / f"{basename}.nc", pngs=pngs,
         manifest=d / f"{basename}.manifest.json", settings=d / f"{basename}.settings.json",
+        stac=d / f"{basename}.stac.json",
     )
 
 
@@ -139,6 +142,7 @@ def write_maps(
     manifest: Mapping[str, object] | None = None,
     settings: Mapping[str, object] | None = None,
     nodata: float = NODATA,
+    datetime_range: tuple | None = None,
 ) -> MapOutputs:
     """Write named float [rows, cols] layers on any grid as GeoTIFF (COG) + .qml, NetCDF, PNGs and JSON.
 
@@ -155,12 +159,15 @@ def write_maps(
         manifest: run facts (see :func:`geoprom3e.io.manifest.build_manifest`); ``outputs`` is filled in.
         settings: the resolved recipe, written as ``<basename>.settings.json``.
         nodata: value written for no-data cells.
+        datetime_range: (start, end) of the imagery or records behind the map, for its STAC Item (else the
+            item's datetime is the creation time).
     """
     from geoprom3e.io.geotiff import write_cog
     from geoprom3e.io.manifest import to_json
     from geoprom3e.io.netcdf import write_netcdf
     from geoprom3e.io.qml import qml_style
     from geoprom3e.io.quicklook import write_png
+    from geoprom3e.io.stac_items import map_item, update_catalog, write_item
 
     arrays = check_layers(grid.shape, layers)
     info = dict(info or {})
@@ -202,7 +209,11 @@ def write_maps(
         doc["outputs"] = [p.name for p in outputs.all()]
         doc.setdefault("timings_s", {}).update({k: round(v, 4) for k, v in timings.items()})
         (stage / outputs.manifest.name).write_text(to_json(doc), encoding="utf-8")
+        item = map_item(outputs, grid, list(arrays), info=info, arrays=arrays, datetime_range=datetime_range,
+                        properties=tags, nodata=nodata)
+        write_item(item, stage / outputs.stac.name)
         _publish(stage, outputs, overwrite)
+        update_catalog(folder)
     except OSError as exc:
         if isinstance(exc, OutputError):
             raise

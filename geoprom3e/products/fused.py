@@ -75,6 +75,22 @@ def fused_manifest(kind: str, f: Fused, timings: dict[str, float], extra: dict[s
     )
 
 
+def imagery_window(f: Fused) -> tuple | None:
+    """(start, end) of the Sentinel-2 date window behind the cache's ``sat`` embeddings, or None."""
+    window = (f.cache.modality_keys().get("sat", {}).get("imagery") or {}).get("datetime")
+    if not window or "sat" not in f.settings.visible:
+        return None
+    from geoprom3e.imagery import parse_datetime_window
+
+    try:
+        start, end = parse_datetime_window(str(window))
+    except Exception:  # noqa: BLE001 - an open-ended or odd window just leaves the item without a range
+        return None
+    if start.year < 1900 or end.year > 9000:
+        return None
+    return start, end
+
+
 def settings_of(grid: GridSpec, f: Fused, command: str, **more: Any) -> dict[str, Any]:
     """The resolved settings written beside a map: enough to rebuild it."""
     from dataclasses import asdict

@@ -28,7 +28,7 @@ from geoprom3e.products.base import (
     open_cache_window,
     query_names,
 )
-from geoprom3e.products.fused import fuse_window, fused_manifest, settings_of
+from geoprom3e.products.fused import fuse_window, fused_manifest, imagery_window, settings_of
 from geoprom3e.progress import ProgressCallback, report
 from geoprom3e.scores import HYBRID_CONVENTION, check_alpha
 
@@ -95,7 +95,8 @@ def species_maps(
             outputs = write_maps(out_dir, window.grid, layers, basename=name, info=info, attrs=meta,
                                  overwrite=overwrite, png=png, manifest=manifest,
                                  settings=settings_of(window.grid, f, "map-species", mode=mode, alpha=alpha,
-                                                      query=asdict(q)))
+                                                      query=asdict(q)),
+                                 datetime_range=imagery_window(f))
             result.maps.append(MapProduct(name, dataset(window.grid, layers, info, meta), outputs))
     result.summary = f"wrote {len(result.maps)} species map(s) to {Path(out_dir)}"
     return result

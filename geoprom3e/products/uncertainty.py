@@ -16,7 +16,7 @@ from geoprom3e.io.layers import LayerInfo
 from geoprom3e.io.maps import check_outputs, plan_outputs, write_maps
 from geoprom3e.maps.uncertainty import SIGMA_L1_NOTE, uncertainty_layers
 from geoprom3e.products.base import DEFAULT_OUT, MapProduct, ProductResult, check_device, dataset, open_cache_window
-from geoprom3e.products.fused import fuse_window, fused_manifest, settings_of
+from geoprom3e.products.fused import fuse_window, fused_manifest, imagery_window, settings_of
 from geoprom3e.progress import ProgressCallback
 
 LAYERS = ("sigma_l1", "n_modalities")
@@ -65,6 +65,7 @@ def uncertainty_map(
             "visible": ",".join(fuse.visible), "model_fingerprint": f.fingerprint, **(attrs or {})}
     outputs = write_maps(out_dir, window.grid, layers, basename="uncertainty", info=info, attrs=meta,
                          overwrite=overwrite, png=png, manifest=fused_manifest("uncertainty-map", f, timings, {}),
-                         settings=settings_of(window.grid, f, "uncertainty-map"))
+                         settings=settings_of(window.grid, f, "uncertainty-map"),
+                         datetime_range=imagery_window(f))
     prod = MapProduct("uncertainty", dataset(window.grid, layers, info, meta), outputs)
     return ProductResult([prod], f"wrote {outputs.geotiff}", {"fused_group": f.group})

@@ -87,3 +87,21 @@ def test_rerun_reuses_world_cache_and_model(demo_out):
     assert res.exit_code == 0, res.output
     assert (out / "model" / "model.safetensors").stat().st_mtime_ns == before
     assert json.loads((out / "demo.summary.json").read_text())["seconds"]["train"] < 5
+
+
+def test_demo_hands_off_a_command_that_maps_a_photo_from_its_cache(demo_out, tmp_path):
+    import shlex
+
+    out, text = demo_out
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("geoprom3e map-species ")]
+    assert len(lines) == 1, text
+    args = shlex.split(lines[0])[1:]
+    args[args.index("--out") + 1] = str(tmp_path / "mine")
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    (tif,) = (tmp_path / "mine").glob("species_*.tif")
+    # the same photo, cache, model and encoders give the demo's own map
+    demo_map = out / "maps" / tif.name
+    with rasterio.open(tif) as a, rasterio.open(demo_map) as b:
+        np.testing.assert_allclose(a.read(1), b.read(1), atol=1e-6)
+        assert a.transform == b.transform

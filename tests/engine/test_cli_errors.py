@@ -137,6 +137,7 @@ def test_ctrl_c_stops_cleanly_and_prints_the_resume_command(tmp_path):
     assert done >= 1
     grid = get_grid("usa-250x500").subset((-110, 35, -100, 42))
     c = EmbeddingCache(tmp_path / "c")
+    assert c.grid.shape == grid.shape and grid.window_in(c.grid) == (0, 0)
     present = np.asarray(c.root["loc_present"][:])
     assert present.sum() > 0
     for info in c.commit_info("loc"):  # every committed chunk is whole

@@ -9,8 +9,8 @@ import torch
 from geoprom3e.engine import EmbeddingCache, FuseSettings, embed_grid, fuse_grid
 from geoprom3e.errors import CacheError, SchedulerError
 from geoprom3e.grid import GridSpec
-from geoprom3e.products import similarity_from_cache, uncertainty_from_cache
 from geoprom3e.model import ProM3E, ProM3EConfig
+from geoprom3e.products import similarity_from_cache, uncertainty_from_cache
 from geoprom3e.testing.engine import FourierLocInput
 
 # 16 x 32 cells over Colorado/Kansas: all inside the contiguous-US outline except none; chunk 8 -> 2 x 4 chunks
