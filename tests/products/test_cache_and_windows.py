@@ -49,7 +49,8 @@ def test_cache_opens_in_xarray_with_the_grids_crs_and_transform(grid, tmp_path):
 
 def test_a_window_map_equals_that_window_of_the_full_map(cache_dir, model_dir, tmp_path):
     sub = get_grid("usa-250x500").subset(SUB)
-    full = uncertainty_map(cache_dir, out_dir=tmp_path / "full", checkpoint=model_dir, fuse=FuseSettings(("sat", "loc")))
+    full = uncertainty_map(cache_dir, out_dir=tmp_path / "full", checkpoint=model_dir,
+                           fuse=FuseSettings(("sat", "loc")))
     part = uncertainty_map(cache_dir, grid=sub, out_dir=tmp_path / "part", checkpoint=model_dir,
                            fuse=FuseSettings(("sat", "loc")))
     r0, c0 = sub.window_in(GRID)
