@@ -46,6 +46,19 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except OSError as exc:  # a full disk or quota anywhere the library did not name the path itself
+            import errno
+
+            if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                raise
+            if (ctx.obj or {}).get("verbose"):
+                import traceback
+
+                traceback.print_exc()
+            where = f" writing {exc.filename}" if exc.filename else ""
+            click.echo(f"error: no space left{where} ({exc.strerror}): free some space (check `df -h`), then run "
+                       "the same command again: finished work is kept", err=True)
+            ctx.exit(2)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
