@@ -158,7 +158,8 @@ def get_encoder(
     if spec.modality == "loc" and weights is None:
         path = _loc_default_path(spec, weights_dir, download)
     elif weights is None and spec.default_weights is None:
-        raise ConfigError(f"source {source!r} for {spec.modality} has no published weights: pass weights=FOLDER")
+        raise ConfigError(f"source {source!r} for {spec.modality} has no published weights: pass a local weights "
+                          f"folder (--{spec.modality}-weights FOLDER on the command line)")
     else:
         path = resolve_weights(weights or spec.default_weights, weights_dir=weights_dir, download=download)
     in_space, note = _read_note(path)

@@ -130,7 +130,8 @@ def missing_weights_error(repo_id: str, weights_dir: str | Path | None = None) -
     wdir = default_weights_dir(weights_dir)
     spec = WEIGHTS.get(repo_id)
     files = ", ".join(" or ".join(a) for a in spec.required) if spec else "its files"
-    where = f"{wdir / repo_id}/" if wdir else f"a folder passed as weights=, or the HF cache {_hf_cache_dir()}"
+    where = f"{wdir / repo_id}/" if wdir else (
+        f"a folder you pass with the command's --<modality>-weights option, or the HF cache {_hf_cache_dir()}")
     dl = f" --weights-dir {wdir}" if wdir else ""
     return WeightsNotFoundError(
         f"weights {repo_id} are not available locally: run `geoprom3e weights download {repo_id}{dl}` where the "

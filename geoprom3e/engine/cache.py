@@ -135,6 +135,11 @@ class EmbeddingCache:
 
     # ------------------------------------------------------------------ creation
     @classmethod
+    def open(cls, path: str | Path) -> EmbeddingCache:
+        """The existing cache at ``path``; its grid comes from the store."""
+        return cls(path)
+
+    @classmethod
     def create(cls, path: str | Path, grid: GridSpec, chunk_size: int = 32) -> EmbeddingCache:
         """Create a cache for ``grid``, or open the existing one at ``path`` when ``grid`` is a window of it."""
         path = Path(path)
