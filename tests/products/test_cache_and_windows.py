@@ -148,3 +148,26 @@ def test_embedding_a_window_into_the_presets_cache(tmp_path):
     sub = get_grid("usa-250x500").subset((-90, 35, -89, 36))
     rep = embed_grid(sub, tmp_path / "usa", [FourierLocInput()])
     assert rep.chunks_done == 1
+
+
+def test_bad_caches_and_outputs_get_one_line_and_nothing_is_written(cache_dir, model_dir, tmp_path):
+    args = ["uncertainty-map", "--checkpoint", model_dir, "--visible", "sat,loc"]
+    not_cache = tmp_path / "photos"
+    not_cache.mkdir()
+    old = tmp_path / "old" / "embeddings.zarr"
+    old.mkdir(parents=True)
+    (old / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group",
+                                               "attributes": {"format": "geoprom3e-embedding-cache/1"}}))
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    cases = [
+        (["--cache", not_cache], "is not a geoprom3e embedding cache (it holds no embeddings.zarr)"),
+        (["--cache", tmp_path / "old"], "older geoprom3e (geoprom3e-embedding-cache/1)"),
+        (["--cache", a_file], "is a file, not a cache folder"),
+        (["--cache", cache_dir, "--out", a_file], "is a file, not a folder"),
+    ]
+    for extra, needle in cases:
+        out_dir = [] if "--out" in extra else ["--out", tmp_path / "maps"]
+        code, out = _run(*args, *extra, *out_dir)
+        assert code == 2 and len(out.strip().splitlines()) == 1 and needle in out, (extra, out)
+    assert not (tmp_path / "maps").exists() and a_file.read_text() == "x"
