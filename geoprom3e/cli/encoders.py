@@ -125,23 +125,13 @@ def encode_cmd(modality: str, inputs: tuple[str, ...], out: str, source: str, we
       geoprom3e encode sat chips/*.tif --weights ./ecosat --device cuda --workers 4 --out chips.npz
       geoprom3e encode env sites.csv --covariates worldclim/ --out sites_env.npz
     """
-    from tqdm import tqdm
-
+    from geoprom3e.cli.progress import Bars
     from geoprom3e.encoders.run import encode_to_file
 
-    bar = tqdm(total=None, unit="item", disable=None, leave=False)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    try:
+    with Bars() as bars:
         summary = encode_to_file(modality, list(inputs), out, source=source, weights=weights, weights_dir=weights_dir,
                                  device=device, batch_size=batch_size, num_workers=workers, covariates=covariates,
-                                 overwrite=overwrite, progress=progress)
-    finally:
-        bar.close()
+                                 overwrite=overwrite, progress=bars)
     rate = summary.n / summary.seconds if summary.seconds > 0 else float("inf")
     click.echo(f"wrote {summary.path}: {summary.n} input(s), {len(summary.failed)} failed, {rate:.1f}/s")
     for i, msg in summary.failed[:10]:

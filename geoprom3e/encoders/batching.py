@@ -7,7 +7,7 @@ unless ``on_error="raise"``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,11 +17,12 @@ import torch
 from geoprom3e.encoders.base import FrozenEncoder
 from geoprom3e.errors import ConfigError, GeoProm3eError
 from geoprom3e.modalities import EMBED_DIM
+from geoprom3e.progress import ProgressCallback, report
 
 log = logging.getLogger(__name__)
 
-ProgressFn = Callable[[int, int], None]
-"""``progress(done, total)`` called after each batch."""
+ProgressFn = ProgressCallback
+"""Receives a :class:`~geoprom3e.progress.ProgressEvent` (stage ``encode``, unit ``items``) after each batch."""
 
 
 @dataclass(frozen=True)
@@ -141,8 +142,7 @@ def encode_batches(
         if batch is not None:
             out[idx] = _encode_split(encoder, batch).numpy()
         done += len(idx) + len(failed)
-        if progress is not None:
-            progress(done, n)
+        report(progress, "encode", len(idx) + len(failed), n, unit="items")
     return EncodeResult(out, tuple(sorted(failures)))
 
 
