@@ -17,6 +17,7 @@ import json
 import logging
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -114,7 +115,9 @@ def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
                 "pass a .safetensors, .ckpt or .pt file"
             )
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about legacy pickles before refusing: our one line says it all
+            warnings.simplefilter("ignore")
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported global"
         raise CheckpointError(
