@@ -148,7 +148,7 @@ def embed_grid_cmd(grid_name, bbox, shape, res, crs, mask, modalities, cache, ch
 @click.command("map-species")
 @click.argument("images", nargs=-1, type=click.Path(path_type=str))
 @click.option("--text", "texts", multiple=True, help="A text query (e.g. 'Cardinalis cardinalis'); repeatable.")
-@grid_options()
+@grid_options(default_text="the cache's grid; with --bbox, usa-250x500")
 @_model_options
 @click.option("--mode", type=click.Choice(MODES), default="recon", show_default=True,
               help="recon: query vs the model's reconstruction for the cell; inter: vs the cell's own embeddings; "
@@ -204,7 +204,7 @@ def map_species_cmd(images, texts, grid_name, bbox, shape, res, crs, mask, check
 
 
 @click.command("uncertainty-map")
-@grid_options()
+@grid_options(default_text="the cache's grid; with --bbox, usa-250x500")
 @_model_options
 def uncertainty_map_cmd(grid_name, bbox, shape, res, crs, mask, checkpoint, cache, visible, n_samples, seed,  # noqa: ANN001
                         device, out, overwrite, no_png) -> None:

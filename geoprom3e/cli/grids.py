@@ -7,13 +7,14 @@ from collections.abc import Callable
 import click
 
 
-def grid_options(default: str = "usa-250x500") -> Callable:
+def grid_options(default: str = "usa-250x500", default_text: str | None = None) -> Callable:
     """Decorator adding ``--grid --bbox --shape --res --crs --mask`` (resolve with :func:`grid_from_cli`)."""
 
     def decorate(f: Callable) -> Callable:
         opts = [
             click.option("--grid", "grid_name", default=None, metavar="NAME|FILE",
-                         help=f"Preset grid (`geoprom3e grids list`) or a grid JSON/YAML file [default: {default}]."),
+                         help="Preset grid (`geoprom3e grids list`), a grid JSON/YAML file or a map's .settings.json "
+                              f"[default: {default_text or default}]."),
             click.option("--bbox", nargs=4, type=float, default=None, metavar="W S E N",
                          help="Custom grid extent (with --shape or --res), or a subset of --grid (cells whose "
                               "centres fall inside), in the grid's CRS units."),
