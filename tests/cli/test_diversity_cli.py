@@ -35,6 +35,7 @@ def test_diversity_map_on_real_data(tmp_path, real_obs):
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted([
         "diversity.tif", "diversity.qml", "diversity.nc", "diversity.manifest.json", "diversity.settings.json",
+        "diversity.stac.json", "catalog.json",
         *(f"diversity_{n}.png" for n in ("shannon", "richness", "shannon_raw", "richness_raw", "n_records")),
     ])
     with rasterio.open(out / "diversity.tif") as ds:

@@ -26,7 +26,7 @@ def test_unknown_source_lists_them():
 
 
 def test_source_without_published_weights_needs_folder():
-    with pytest.raises(ConfigError, match="weights=FOLDER"):
+    with pytest.raises(ConfigError, match="--image-weights FOLDER"):
         get_encoder("image", source="hf-clip")
 
 
