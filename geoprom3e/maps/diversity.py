@@ -306,16 +306,19 @@ def prefetch(items: Iterable[ObservationChunk], depth: int = 2) -> Iterator[Obse
 
 def _nothing_inside(reader: ObservationReader, grid: GridSpec, counts: dict) -> str:
     names = ", ".join(str(p) for p in reader.paths)
+    dropped = counts["dropped"]
+    table = "; ".join(f"{reason}: {n:,}" for reason, n in sorted(dropped.items(), key=lambda kv: -kv[1])) or "none"
     if reader.kept == 0:
-        return (f"no usable records in {names}: {reader.rows:,} read, dropped {counts['dropped'] or 'none'}: "
-                "check the filters (--rank, --quality-grade, --date-from/--date-to) and the columns")
+        return (f"no usable records in {names}: {reader.rows:,} read, all dropped ({table}): relax the filters "
+                "(--keep-absences, --above-species count, --years, --max-coordinate-uncertainty, --basis-of-record, "
+                "--rank, --quality-grade, --date-from/--date-to) or check the columns")
     lat = [f.lat_range for f in reader.files if f.lat_range]
     lon = [f.lon_range for f in reader.files if f.lon_range]
     extent = (f"lat {min(r[0] for r in lat):.3f}..{max(r[1] for r in lat):.3f}, "
               f"lon {min(r[0] for r in lon):.3f}..{max(r[1] for r in lon):.3f}")
     return (f"none of the {reader.kept:,} records in {names} falls inside grid {grid.name!r} "
             f"(bbox {tuple(round(v, 6) for v in grid.bbox)}, {grid.crs}; records span {extent}; "
-            f"dropped {counts['dropped']}): "
+            f"dropped {table}): "
             "choose a grid that covers them (--grid/--bbox) or check --lat-column/--lon-column")
 
 
