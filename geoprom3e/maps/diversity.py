@@ -25,8 +25,11 @@ from geoprom3e.maps.smoothing import SMOOTHING_METHODS, smooth
 
 log = logging.getLogger(__name__)
 
-#: Output layers, smoothed first (the GeoTIFF band order).
-DIVERSITY_LAYERS = ("shannon", "richness", "shannon_raw", "richness_raw", "n_records")
+#: Output layers, smoothed first (the GeoTIFF band order). ``n_records`` is the coverage layer (0 = a land cell
+#: without records, no data = off the mask); ``cell_area_km2`` is each cell's area (see geoprom3e.maps.area).
+#: Per-area richness: ``DiversitySettings(per_area=True)`` adds ``richness_per_km2`` (= richness_raw /
+#: cell_area_km2), or divide the two variables yourself (``ds.richness_raw / ds.cell_area_km2`` in xarray).
+DIVERSITY_LAYERS = ("shannon", "richness", "shannon_raw", "richness_raw", "n_records", "cell_area_km2")
 
 #: Bytes per cell a run needs at its peak (five float32 layers, float64 smoothing temporaries, mask,
 #: writers); measured: 1.9 GB peak RSS for usa-1km-albers (13.4M cells) including the interpreter.
@@ -43,6 +46,9 @@ class DiversitySettings:
     """``paper`` (empty and masked cells as 0), ``normalized`` (divided by the smoothed land mask) or ``none``."""
     truncate: float = 4.0
     """Kernel radius in σ (scipy's ``truncate``)."""
+    per_area: bool = False
+    """Also write ``richness_per_km2`` = raw richness / cell area. Richness does not grow linearly with area
+    (species–area curve), so prefer an equal-area grid (e.g. usa-5km-albers) for north–south comparisons."""
 
     def __post_init__(self) -> None:
         if self.smoothing not in SMOOTHING_METHODS:
@@ -212,7 +218,13 @@ def diversity_from_chunks(
     sm_shannon = smooth(raw["shannon_raw"], mask, settings.sigma, settings.method, settings.truncate)
     sm_rich = smooth(raw["richness_raw"], mask, settings.sigma, settings.method, settings.truncate)
     t3 = time.perf_counter()
-    layers = {"shannon": sm_shannon, "richness": sm_rich, **raw}
+    from geoprom3e.maps.area import cell_area
+
+    area = cell_area(grid)
+    area_km2 = np.where(mask, area.km2, np.nan).astype(np.float32)
+    layers = {"shannon": sm_shannon, "richness": sm_rich, **raw, "cell_area_km2": area_km2}
+    if settings.per_area:
+        layers["richness_per_km2"] = (raw["richness_raw"] / area_km2).astype(np.float32)
     keys = acc.pairs()[0]
     counts = {
         "records_read": read,
@@ -221,6 +233,7 @@ def diversity_from_chunks(
         "cells_with_data": int(np.isfinite(raw["richness_raw"]).sum()),
         "cells_in_mask": int(mask.sum()),
         "species": int(np.count_nonzero(np.bincount(keys & 0xFFFFFFFF))) if len(keys) else 0,
+        "cell_area_method": area.method,
     }
     timings = {"read_and_assign": t1 - t0, "aggregate": t2 - t1, "smooth": t3 - t2}
     return DiversityResult(grid, layers, counts, settings, weighted, timings)
@@ -336,12 +349,26 @@ def diversity_layer_info(settings: DiversitySettings, grid: GridSpec, weighted: 
         "shannon_raw": LayerInfo("Shannon diversity H (raw)", "1", "viridis",
                                  f"H = -sum p ln p, p = share of the cell's {share}; no data in empty cells"),
         "richness_raw": LayerInfo("species richness (raw)", "count", "magma", "distinct species per cell"),
-        "n_records": LayerInfo("number of records", "count", "cividis", "records kept per cell (0 = none)"),
+        "n_records": LayerInfo("number of records (coverage)", "count", "cividis",
+                               "records kept per cell: 0 = a cell in the mask without records, no data = off the mask"),
+        "cell_area_km2": LayerInfo("cell area", "km2", "cividis", _area_note(grid)),
+        "richness_per_km2": LayerInfo("species richness per km2 (raw)", "km-2", "magma",
+                                      "richness_raw / cell_area_km2; richness is not linear in area (species-area "
+                                      "curve): compare on an equal-area grid"),
     }
+
+
+def _area_note(grid: GridSpec) -> str:
+    from geoprom3e.maps.area import cell_area_method
+
+    return (f"area of each cell in km2 ({cell_area_method(grid)}); divide a count layer by it for a per-area "
+            "density")
 
 
 def diversity_attrs(settings: DiversitySettings, grid: GridSpec, weighted: bool) -> dict[str, object]:
     """Dataset-level metadata (GeoTIFF tags, NetCDF global attributes)."""
+    from geoprom3e.maps.area import cell_area_method
+
     attrs: dict[str, object] = {
         "method": "Shannon diversity and species richness per cell, Gaussian smoothing (ProM3E paper supp. 1.3)",
         "smoothing": settings.method,
@@ -349,6 +376,8 @@ def diversity_attrs(settings: DiversitySettings, grid: GridSpec, weighted: bool)
         "sigma_units": "cells",
         "truncate": settings.truncate,
         "weighting": "abundance" if weighted else "records",
+        "cell_area_method": cell_area_method(grid),
+        "coverage_layer": "n_records (0 = no records in a cell of the mask; no data = off the mask)",
     }
     if grid.is_geographic and settings.method != "none":
         ew, ns = grid.cell_size_km()

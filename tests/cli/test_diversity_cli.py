@@ -35,10 +35,11 @@ def test_diversity_map_on_real_data(tmp_path, real_obs):
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted([
         "diversity.tif", "diversity.qml", "diversity.nc", "diversity.manifest.json", "diversity.settings.json",
-        *(f"diversity_{n}.png" for n in ("shannon", "richness", "shannon_raw", "richness_raw", "n_records")),
+        *(f"diversity_{n}.png" for n in ("shannon", "richness", "shannon_raw", "richness_raw", "n_records",
+                                          "cell_area_km2")),
     ])
     with rasterio.open(out / "diversity.tif") as ds:
-        assert ds.descriptions == ("shannon", "richness", "shannon_raw", "richness_raw", "n_records")
+        assert ds.descriptions == ("shannon", "richness", "shannon_raw", "richness_raw", "n_records", "cell_area_km2")
         assert ds.tags()["sigma"] == "2.0" and ds.tags()["sigma_units"] == "cells"
         assert ds.tags()["software"].startswith("geoprom3e ")
         assert "neon_birds_point_counts.csv.gz" in ds.tags()["inputs"]
