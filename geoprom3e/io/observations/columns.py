@@ -34,7 +34,7 @@ _DICT = pa.dictionary(pa.int32(), pa.string())
 #: Arrow type each role is read as (everything else: string).
 ROLE_TYPES = {
     "lat": pa.float64(), "lon": pa.float64(), "species": _DICT, "name": _DICT, "abundance": pa.float64(),
-    "uncertainty": pa.float64(), "year": pa.float64(),
+    "uncertainty": pa.float64(), "year": pa.float64(), "count": pa.float64(),
 }
 
 #: The flag that overrides each role, quoted in error messages.

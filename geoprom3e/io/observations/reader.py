@@ -525,7 +525,8 @@ def _arrow_message(path: Path, exc: Exception, stats: FileStats) -> str:
         return f"file {str(path)!r} is empty: pass a CSV/TSV with a header row and records"
     if "conversion error to double" in text:
         by_col = {v: k for k, v in stats.columns.items()}
-        which = ", ".join(f"{c} ({r})" for c, r in by_col.items() if r in ("lat", "lon", "abundance"))
+        numeric = ("lat", "lon", "abundance", "count", "uncertainty", "year")
+        which = ", ".join(f"{c} ({r})" for c, r in by_col.items() if r in numeric)
         return (f"file {str(path)!r}: a numeric column holds text ({text}; numeric columns used: {which}): "
                 "fix the value or pick other columns with --lat-column/--lon-column/--abundance-column")
     return f"file {str(path)!r} cannot be parsed ({text}): check the delimiter, quoting and header row"
