@@ -50,3 +50,19 @@ def write_dwca(path: Path, table: pd.DataFrame, *, location: str = "occurrence.t
         for name, data in (extra or {}).items():
             zf.writestr(name, data)
     return path
+
+
+def event_core_meta(event_terms: list[str], occ_terms: list[str]) -> str:
+    """meta.xml of a sampling-event archive (IPT): event.txt core, occurrence.txt extension joined on coreid 0."""
+    ev = "\n".join(f'    <field index="{i}" term="{DWC}{t}"/>' for i, t in enumerate(event_terms))
+    oc = "\n".join(f'    <field index="{i}" term="{DWC}{t}"/>' for i, t in enumerate(occ_terms) if i)
+    common = ('encoding="UTF-8" fieldsTerminatedBy="\\t" linesTerminatedBy="\\n" fieldsEnclosedBy="" '
+              'ignoreHeaderLines="1"')
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<archive xmlns="http://rs.tdwg.org/dwc/text/" metadata="eml.xml">\n'
+        f'  <core {common} rowType="http://rs.tdwg.org/dwc/terms/Event">\n'
+        f'    <files><location>event.txt</location></files>\n    <id index="0"/>\n{ev}\n  </core>\n'
+        f'  <extension {common} rowType="http://rs.tdwg.org/dwc/terms/Occurrence">\n'
+        f'    <files><location>occurrence.txt</location></files>\n    <coreid index="0"/>\n{oc}\n  </extension>\n'
+        "</archive>\n"
+    )

@@ -136,3 +136,41 @@ def test_member_larger_than_declared_is_refused(tmp_path, neon):
     p.write_bytes(bytes(data).replace(declared, smaller))
     with pytest.raises(ObservationError, match="cannot be read"):
         list(ObservationReader([p]))
+
+
+def test_sampling_event_archive_joins_events_and_drops_listed_absences(tmp_path):
+    from tests.io.dwca_data import event_core_meta
+
+    src = pd.read_csv(shared_path("data", "neon_breeding_birds", "neon_birds_point_counts.csv.gz"), nrows=20000)
+    src["eventDate"] = src.observation_datetime.str.slice(0, 10)
+    events = src.drop_duplicates(["plotID", "eventDate"])[["plotID", "eventDate", "latitude", "longitude"]]
+    events = events.assign(eventID=events.plotID + "_" + events.eventDate)
+    occ = src.merge(events[["plotID", "eventDate", "eventID"]], on=["plotID", "eventDate"])
+    # a survey lists what it looked for and did not find: each event gets ABSENT rows for 3 species it lacks
+    pool = occ.scientific_name.value_counts().index[:40]
+    absent = []
+    for eid, seen in occ.groupby("eventID").scientific_name:
+        missing = [s for s in pool if s not in set(seen)][:3]
+        absent += [{"eventID": eid, "scientific_name": s, "value": 0} for s in missing]
+    rows = pd.concat([occ.assign(status="PRESENT"), pd.DataFrame(absent).assign(status="ABSENT")], ignore_index=True)
+    ev_table = pd.DataFrame({"eventID": events.eventID, "eventDate": events.eventDate,
+                             "decimalLatitude": events.latitude, "decimalLongitude": events.longitude})
+    occ_table = pd.DataFrame({"eventID": rows.eventID, "scientificName": rows.scientific_name,
+                              "individualCount": rows.value.astype(int), "occurrenceStatus": rows.status})
+    p = tmp_path / "ipt-event.zip"
+    with zipfile.ZipFile(p, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("meta.xml", event_core_meta(list(ev_table.columns), list(occ_table.columns)))
+        zf.writestr("event.txt", ev_table.to_csv(sep="\t", index=False))
+        zf.writestr("occurrence.txt", occ_table.to_csv(sep="\t", index=False))
+    reader, lat, names = _read([p])
+    assert reader.files[0].format == "dwca (event core + occurrences)"
+    assert reader.files[0].columns["lat"] == "decimalLatitude"
+    assert reader.rows == len(rows) and reader.kept == len(occ)
+    # ABSENT rows carry count 0 as well: the first check (occurrenceStatus) claims them
+    assert reader.dropped == {"absence (occurrenceStatus ABSENT)": len(absent)}
+    assert np.allclose(np.sort(lat), np.sort(occ.latitude)) and sorted(names) == sorted(occ.scientific_name)
+    years = ReadOptions(filters=ObservationFilter(years=(2016, 2017)))
+    reader = ObservationReader([p], years)
+    list(reader)
+    in_years = occ.eventDate.str.slice(0, 4).astype(int).between(2016, 2017)
+    assert reader.kept == int(in_years.sum())  # dates come from the events

@@ -25,6 +25,7 @@ MAX_ARCHIVE_BYTES = 2**40
 
 _TEXT_SUFFIXES = (".txt", ".csv", ".tsv", ".tab")
 _OCCURRENCE = "http://rs.tdwg.org/dwc/terms/Occurrence"
+_EVENT = "http://rs.tdwg.org/dwc/terms/Event"
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,25 @@ class TableLayout:
     """Terms declared with a constant ``default`` value and no column."""
     row_type: str = _OCCURRENCE
     """The ``rowType`` URI of the table."""
+    id_index: int | None = None
+    """Column index of the core's ``<id>`` (or an extension's ``<coreid>``)."""
+
+    @property
+    def id_column(self) -> str | None:
+        """Name of the id (core) or coreid (extension) column."""
+        if self.id_index is None or self.columns is None or self.id_index >= len(self.columns):
+            return None
+        return self.columns[self.id_index]
+
+
+@dataclass(frozen=True)
+class ArchivePlan:
+    """Which tables of an archive hold the occurrences."""
+
+    occurrences: TableLayout
+    """The occurrence table (the core, or the Occurrence extension of an Event core)."""
+    events: TableLayout | None = None
+    """The Event core whose rows the occurrences point to (sampling-event datasets), else None."""
 
 
 def term_name(uri: str) -> str:
@@ -79,14 +99,18 @@ def check_zip_sizes(zf: zipfile.ZipFile, path: Path, *, max_bytes: int = MAX_ARC
         )
 
 
-def find_core(zf: zipfile.ZipFile, path: Path) -> TableLayout:
-    """The occurrence table of an archive: the core (or occurrence extension) named by ``meta.xml``."""
+def find_core(zf: zipfile.ZipFile, path: Path) -> ArchivePlan:
+    """The occurrence table of an archive: the core, or the Occurrence extension of an Event core.
+
+    Sampling-event datasets (IPT's Event core) keep coordinates and dates on the events and species, counts
+    and occurrenceStatus (often ABSENT) on the occurrences; the reader joins them by ``coreid``.
+    """
     names = {i.filename: i for i in zf.infolist() if not i.is_dir()}
     meta = next((n for n in names if PurePosixPath(n).name.lower() == "meta.xml"), None)
     if meta is None:
         tables = [n for n in names if n.lower().endswith(_TEXT_SUFFIXES) and not _is_side_file(n)]
         if len(tables) == 1:
-            return TableLayout(member=tables[0], delimiter="", header_lines=1)  # delimiter sniffed by the reader
+            return ArchivePlan(TableLayout(member=tables[0], delimiter="", header_lines=1))  # sniffed by the reader
         listing = ", ".join(sorted(names)[:10]) or "nothing"
         raise ObservationError(
             f"archive {str(path)!r} has no meta.xml and {len(tables)} data tables (holds {listing}): "
@@ -100,20 +124,29 @@ def find_core(zf: zipfile.ZipFile, path: Path) -> TableLayout:
     tables = [el for el in root if _local(el.tag) in ("core", "extension")]
     if not tables:
         raise ObservationError(f"archive {str(path)!r}: {meta} declares no <core> table: re-export the archive")
+    core = next((t for t in tables if _local(t.tag) == "core"), None)
+    if core is None:
+        raise ObservationError(f"archive {str(path)!r}: {meta} declares no <core> table: re-export the archive")
     occ = [t for t in tables if t.get("rowType", "").rstrip("/") == _OCCURRENCE]
-    table = occ[0] if occ else tables[0]
-    if _local(table.tag) == "extension":
+    if core.get("rowType", "").rstrip("/") == _OCCURRENCE or not occ:
+        plan = ArchivePlan(_layout(core, meta, path))
+    elif core.get("rowType", "").rstrip("/") == _EVENT:
+        plan = ArchivePlan(_layout(occ[0], meta, path), _layout(core, meta, path))
+        if plan.occurrences.id_column is None or plan.events.id_column is None:
+            raise ObservationError(f"archive {str(path)!r}: {meta} gives no <id>/<coreid> to join the Occurrence "
+                                   "extension to its events: fix meta.xml or re-export the archive")
+    else:
         raise ObservationError(
-            f"archive {str(path)!r}: occurrences are an extension of a {term_name(tables[0].get('rowType', '?'))} "
-            "core (a sampling-event archive), which is not supported yet: export an occurrence-core archive"
+            f"archive {str(path)!r}: occurrences are an extension of a {term_name(core.get('rowType', '?'))} core, "
+            "which is not supported: export an occurrence-core or event-core archive"
         )
-    layout = _layout(table, meta, path)
-    if layout.member not in names:
-        raise ObservationError(
-            f"archive {str(path)!r}: {meta} names core file {layout.member!r}, which the archive lacks "
-            f"(holds {', '.join(sorted(names)[:10])}): re-download or re-export the archive"
-        )
-    return layout
+    for layout in (plan.occurrences, plan.events):
+        if layout is not None and layout.member not in names:
+            raise ObservationError(
+                f"archive {str(path)!r}: {meta} names core file {layout.member!r}, which the archive lacks "
+                f"(holds {', '.join(sorted(names)[:10])}): re-download or re-export the archive"
+            )
+    return plan
 
 
 def _layout(table: ET.Element, meta: str, path: Path) -> TableLayout:
@@ -124,6 +157,7 @@ def _layout(table: ET.Element, meta: str, path: Path) -> TableLayout:
     member = str(folder / loc.text.strip()) if str(folder) != "." else loc.text.strip()
     columns: dict[int, str] = {}
     defaults: dict[str, str] = {}
+    id_index = None
     for el in table:
         if _local(el.tag) not in ("field", "id", "coreid"):
             continue
@@ -131,7 +165,8 @@ def _layout(table: ET.Element, meta: str, path: Path) -> TableLayout:
         term = el.get("term")
         if _local(el.tag) != "field":
             if idx is not None and idx.strip().isdigit():
-                columns.setdefault(int(idx), "id")
+                id_index = int(idx)
+                columns.setdefault(id_index, "coreid" if _local(el.tag) == "coreid" else "id")
             continue
         if not term:
             continue
@@ -162,6 +197,7 @@ def _layout(table: ET.Element, meta: str, path: Path) -> TableLayout:
         columns=tuple(named),
         defaults=defaults,
         row_type=table.get("rowType", _OCCURRENCE),
+        id_index=id_index,
     )
 
 

@@ -327,17 +327,25 @@ def _csv_batches(
     column_names: list[str] | None = None,
     skip_rows: int = 0,
     defaults: dict[str, str] | None = None,
+    events: _EventJoin | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Stream a delimited text table: resolve columns on ``header``, read only those, yield renamed batches."""
+    """Stream a delimited text table: resolve columns on ``header``, read only those, yield renamed batches.
+
+    Columns of ``header`` that the file lacks come from ``defaults`` (meta.xml constants) or ``events``
+    (an Event core joined on the occurrence's coreid).
+    """
     defaults = defaults or {}
+    in_file = set(column_names or header) - set(defaults if column_names is None else ())
     cols = _resolve(header, options, source)
     stats.columns = cols
     types = {}
     for role, col in cols.items():
         if role in ROLE_TYPES or col not in types:  # a numeric reading wins over a text one
             types.setdefault(col, ROLE_TYPES.get(role, pa.string()))
-    constants = {col: defaults[col] for col in cols.values() if col in defaults and col not in (column_names or header)}
-    read = [c for c in dict.fromkeys(cols.values()) if c not in constants]
+    external = [c for c in dict.fromkeys(cols.values()) if c not in in_file]
+    read = [c for c in dict.fromkeys(cols.values()) if c in in_file]
+    if events is not None and any(c not in defaults for c in external) and events.key not in read:
+        read.append(events.key)
     reader = pacsv.open_csv(
         open_stream(),
         read_options=pacsv.ReadOptions(block_size=options.chunk_bytes, encoding=encoding,
@@ -349,10 +357,36 @@ def _csv_batches(
         ),
     )
     for batch in reader:
-        if constants:
-            arrays = list(batch.columns) + [pa.array([v] * batch.num_rows, pa.string()) for v in constants.values()]
-            batch = pa.RecordBatch.from_arrays(arrays, names=batch.schema.names + list(constants))
+        if external:
+            arrays, names = list(batch.columns), list(batch.schema.names)
+            taken = events.take(batch) if events is not None else None
+            for c in external:
+                if c in defaults:
+                    arrays.append(pa.array([defaults[c]] * batch.num_rows, pa.string()))
+                else:
+                    arrays.append(taken(c))
+                names.append(c)
+            batch = pa.RecordBatch.from_arrays(arrays, names=names)
         yield _rename(batch, cols)
+
+
+class _EventJoin:
+    """An Event core held in memory (events are few), joined to occurrence batches on their coreid column."""
+
+    def __init__(self, table: pa.Table, id_column: str, key: str) -> None:
+        self.table = table
+        self.ids = table.column(id_column).combine_chunks().cast(pa.string())
+        self.key = key
+
+    @property
+    def names(self) -> list[str]:
+        """The event columns."""
+        return self.table.column_names
+
+    def take(self, batch: pa.RecordBatch) -> Callable[[str], pa.Array]:
+        """Column getter for ``batch``'s rows: each occurrence gets its event's value (null without an event)."""
+        idx = pc.index_in(batch.column(self.key).cast(pa.string()), value_set=self.ids)
+        return lambda name: self.table.column(name).combine_chunks().take(idx)
 
 
 def _archive_batches(path: Path, options: ReadOptions, stats: FileStats) -> Iterator[pa.RecordBatch]:
@@ -363,7 +397,8 @@ def _archive_batches(path: Path, options: ReadOptions, stats: FileStats) -> Iter
         raise ObservationError(f"file {str(path)!r} is not a readable zip archive ({exc}): re-download it") from None
     with zf:
         check_zip_sizes(zf, path, max_bytes=options.max_archive_bytes, max_ratio=options.max_compression_ratio)
-        layout = find_core(zf, path)
+        plan = find_core(zf, path)
+        layout = plan.occurrences
         source = f"{layout.member!r} in archive {str(path)!r}"
         first = _member_first_line(zf, layout, path)
 
@@ -378,20 +413,48 @@ def _archive_batches(path: Path, options: ReadOptions, stats: FileStats) -> Iter
             yield from _csv_batches(open_member, header, options, stats, source, delimiter=delimiter, quote=quote)
             return
         stats.format = "dwca"
-        width = _width(first, layout)
-        declared = list(layout.columns)
-        if width < len(declared):
-            missing = [f"{name} (index {i})" for i, name in enumerate(declared) if i >= width]
-            raise ObservationError(
-                f"archive {str(path)!r}: meta.xml maps {', '.join(missing[:5])} to columns that {layout.member!r} "
-                f"lacks (it has {width} columns): fix meta.xml or re-export the archive"
-            )
-        names = declared + [f"column_{i}" for i in range(len(declared), width)]
+        names = _names(first, layout, path)
         header = names + [d for d in layout.defaults if d not in names]
+        events = None
+        if plan.events is not None:
+            stats.format = "dwca (event core + occurrences)"
+            events = _read_events(zf, plan.events, path, layout.id_column)
+            header += [c for c in events.names if c not in header]
         yield from _csv_batches(
             open_member, header, options, stats, source, delimiter=layout.delimiter, quote=layout.quote,
             encoding=layout.encoding, column_names=names, skip_rows=layout.header_lines, defaults=layout.defaults,
+            events=events,
         )
+
+
+def _names(first: str, layout: TableLayout, path: Path) -> list[str]:
+    """Column names of a meta.xml-described table, checked against the width of its first line."""
+    width = _width(first, layout)
+    declared = list(layout.columns)
+    if width < len(declared):
+        missing = [f"{name} (index {i})" for i, name in enumerate(declared) if i >= width]
+        raise ObservationError(
+            f"archive {str(path)!r}: meta.xml maps {', '.join(missing[:5])} to columns that {layout.member!r} "
+            f"lacks (it has {width} columns): fix meta.xml or re-export the archive"
+        )
+    return declared + [f"column_{i}" for i in range(len(declared), width)]
+
+
+def _read_events(zf: zipfile.ZipFile, layout: TableLayout, path: Path, key: str) -> _EventJoin:
+    names = _names(_member_first_line(zf, layout, path), layout, path)
+    with zf.open(layout.member) as fh:
+        table = pacsv.read_csv(
+            fh,
+            read_options=pacsv.ReadOptions(encoding=layout.encoding, column_names=names, skip_rows=layout.header_lines),
+            parse_options=pacsv.ParseOptions(delimiter=layout.delimiter, quote_char=layout.quote or False),
+            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), null_values=_NULLS,
+                                                 strings_can_be_null=True),
+        )
+    for term, value in layout.defaults.items():
+        if term not in table.column_names:
+            table = table.append_column(term, pa.array([value] * table.num_rows, pa.string()))
+    log.info("%s: %d events joined to the occurrences on %s", layout.member, table.num_rows, key)
+    return _EventJoin(table, layout.id_column, key)
 
 
 def _member_first_line(zf: zipfile.ZipFile, layout: TableLayout, path: Path) -> str:
