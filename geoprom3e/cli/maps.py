@@ -17,6 +17,9 @@ _ABOVE_SPECIES = ("drop", "count")  # geoprom3e.io.observations.filters.ABOVE_SP
               help="Gaussian σ in cells (the paper's 2.0); 0 = no smoothing.")
 @click.option("--smoothing", type=click.Choice(_SMOOTHING), default="paper", show_default=True,
               help="paper: empty/masked cells count as 0; normalized: divided by the smoothed land mask; none.")
+@click.option("--per-area", is_flag=True,
+              help="Also write richness_per_km2 = richness_raw / cell_area_km2 (every output carries cell_area_km2; "
+                   "richness is not linear in area, so prefer an equal-area grid such as usa-5km-albers).")
 @click.option("--lat-column", default=None, help="Latitude column [auto: latitude, decimalLatitude, lat].")
 @click.option("--lon-column", default=None, help="Longitude column [auto: longitude, decimalLongitude, lon].")
 @click.option("--species-column", default=None,
@@ -56,9 +59,9 @@ _ABOVE_SPECIES = ("drop", "count")  # geoprom3e.io.observations.filters.ABOVE_SP
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs in --out.")
 @click.option("--no-png", is_flag=True, help="Skip the PNG quicklooks.")
 @click.option("--no-checksums", is_flag=True, help="Skip SHA-256 checksums of the inputs in the manifest.")
-def diversity_map_cmd(observations, grid_name, bbox, shape, res, crs, mask, sigma, smoothing, lat_column, lon_column,
-                      species_column, abundance_column, use_abundance, rank, rank_column, quality_grade, quality_column,
-                      date_from, date_to, date_column, drop_invalid_coordinates, keep_absences,
+def diversity_map_cmd(observations, grid_name, bbox, shape, res, crs, mask, sigma, smoothing, per_area, lat_column,
+                      lon_column, species_column, abundance_column, use_abundance, rank, rank_column, quality_grade,
+                      quality_column, date_from, date_to, date_column, drop_invalid_coordinates, keep_absences,
                       max_coordinate_uncertainty, basis_of_record, years, above_species, drop_duplicates,
                       observer_column, out_dir, overwrite, no_png, no_checksums) -> None:  # noqa: ANN001
     """Shannon diversity and species richness per cell from OBSERVATIONS, Gaussian-smoothed.
@@ -66,9 +69,10 @@ def diversity_map_cmd(observations, grid_name, bbox, shape, res, crs, mask, sigm
     OBSERVATIONS are iNaturalist CSV exports, GBIF downloads (Darwin Core Archive .zip or simple CSV .zip),
     IPT exports (.zip with meta.xml), Darwin Core occurrence.txt, NEON-style tables, Parquet or GeoParquet;
     .gz works. Absences are dropped by default, and every dropped record is counted by reason in the
-    manifest's drop table. Writes to --out: diversity.tif (COG, bands shannon,
-    richness, shannon_raw, richness_raw, n_records; smoothed first) with diversity.qml for QGIS,
-    diversity.nc (CF-1.8), one PNG per band, diversity.manifest.json and diversity.settings.json.
+    manifest's drop table. Writes to --out: diversity.tif (COG, bands shannon, richness, shannon_raw,
+    richness_raw, n_records (coverage: 0 = no records), cell_area_km2; smoothed first) with diversity.qml for
+    QGIS (cells with value 0 transparent), diversity.nc (CF-1.8, cell bounds, cell_measures), one PNG per band,
+    diversity.manifest.json and diversity.settings.json.
 
     \b
     Examples:
@@ -97,7 +101,7 @@ def diversity_map_cmd(observations, grid_name, bbox, shape, res, crs, mask, sigm
         ),
         use_abundance=use_abundance or abundance_column is not None,
     )
-    settings = DiversitySettings(sigma=sigma, smoothing=smoothing)
+    settings = DiversitySettings(sigma=sigma, smoothing=smoothing, per_area=per_area)
     from tqdm import tqdm
 
     with tqdm(unit=" records", unit_scale=True, desc="reading", disable=None, leave=False) as bar:

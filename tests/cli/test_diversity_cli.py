@@ -183,3 +183,19 @@ def test_cli_above_species_choices_match_library():
     assert _ABOVE_SPECIES == ABOVE_SPECIES_RULES
     res = _run("diversity-map", "--help")
     assert "--keep-absences" in res.output and "[default: drop]" in res.output
+
+
+def test_per_area_flag_and_filters_reach_the_manifest(tmp_path):
+    path = shared_path("data", "inat_butterflies_western_us", "iNat_utah.csv")
+    out = tmp_path / "o"
+    res = _run("diversity-map", path, "--out", out, "--no-png", "--no-checksums", "--per-area", "--years", "2015-2018",
+               "--drop-duplicates", "--above-species", "count")
+    assert res.exit_code == 0, res.output
+    with rasterio.open(out / "diversity.tif") as ds:
+        assert ds.descriptions[-2:] == ("cell_area_km2", "richness_per_km2")
+    settings = json.loads((out / "diversity.settings.json").read_text())
+    f = settings["read"]["filters"]
+    assert f["years"] == [2015, 2018] and f["drop_duplicates"] and f["above_species"] == "count"
+    assert settings["diversity"]["per_area"] is True
+    dropped = json.loads((out / "diversity.manifest.json").read_text())["counts"]["dropped"]
+    assert dropped["outside year range"] > 0 and "identified above species rank" not in dropped
