@@ -335,6 +335,7 @@ def _csv_batches(
     (an Event core joined on the occurrence's coreid).
     """
     defaults = defaults or {}
+    encoding = _arrow_encoding(encoding)
     in_file = set(column_names or header) - set(defaults if column_names is None else ())
     cols = _resolve(header, options, source)
     stats.columns = cols
@@ -368,6 +369,16 @@ def _csv_batches(
                 names.append(c)
             batch = pa.RecordBatch.from_arrays(arrays, names=names)
         yield _rename(batch, cols)
+
+
+def _arrow_encoding(name: str) -> str:
+    """``utf8`` for any spelling of UTF-8 (pyarrow transcodes, slowly, anything else), else ``name``."""
+    import codecs
+
+    try:
+        return "utf8" if codecs.lookup(name).name == "utf-8" else name
+    except LookupError:
+        raise ObservationError(f"text encoding {name!r} is unknown: fix the encoding declared in meta.xml") from None
 
 
 class _EventJoin:
@@ -445,7 +456,8 @@ def _read_events(zf: zipfile.ZipFile, layout: TableLayout, path: Path, key: str)
     with zf.open(layout.member) as fh:
         table = pacsv.read_csv(
             fh,
-            read_options=pacsv.ReadOptions(encoding=layout.encoding, column_names=names, skip_rows=layout.header_lines),
+            read_options=pacsv.ReadOptions(encoding=_arrow_encoding(layout.encoding), column_names=names,
+                                           skip_rows=layout.header_lines),
             parse_options=pacsv.ParseOptions(delimiter=layout.delimiter, quote_char=layout.quote or False),
             convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), null_values=_NULLS,
                                                  strings_can_be_null=True),
