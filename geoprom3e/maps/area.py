@@ -25,7 +25,8 @@ class CellArea:
     """Cell areas of a grid and how they were computed."""
 
     km2: np.ndarray
-    """float64 [rows, cols], km² per cell (every cell, masked or not)."""
+    """float64 [rows, cols], km² per cell (every cell, masked or not); a read-only broadcast view when the area
+    depends on the row only or is constant (copy it before writing into it)."""
     method: str
     """``ellipsoidal (exact, <ellipsoid>)``, ``spherical (exact, R = … m)``, ``constant (equal-area CRS)``
     or ``projected (areal scale factor at cell centres)``."""
@@ -78,12 +79,12 @@ def cell_area(grid: GridSpec, rows_per_block: int = 256) -> CellArea:
         a, f = float(ell.semi_major_metre), 1.0 / float(ell.inverse_flattening) if ell.inverse_flattening else 0.0
         edges = n - np.arange(grid.rows + 1, dtype=np.float64) * dy
         per_row = ellipsoid_band_area_km2(edges[1:], edges[:-1], dx, a, f)
-        return CellArea(np.broadcast_to(per_row[:, None], grid.shape).copy(), cell_area_method(grid))
+        return CellArea(np.broadcast_to(per_row[:, None], grid.shape), cell_area_method(grid))
     unit = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
     nominal = dx * dy * unit * unit / 1e6
     method = cell_area_method(grid)
     if method.startswith("constant"):
-        return CellArea(np.full(grid.shape, nominal), method)
+        return CellArea(np.broadcast_to(np.float64(nominal), grid.shape), method)
     from pyproj import Proj
 
     proj = Proj(crs)

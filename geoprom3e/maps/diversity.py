@@ -221,7 +221,8 @@ def diversity_from_chunks(
     from geoprom3e.maps.area import cell_area
 
     area = cell_area(grid)
-    area_km2 = np.where(mask, area.km2, np.nan).astype(np.float32)
+    area_km2 = np.full(grid.shape, np.nan, dtype=np.float32)
+    np.copyto(area_km2, area.km2, where=mask, casting="same_kind")
     layers = {"shannon": sm_shannon, "richness": sm_rich, **raw, "cell_area_km2": area_km2}
     if settings.per_area:
         layers["richness_per_km2"] = (raw["richness_raw"] / area_km2).astype(np.float32)

@@ -245,8 +245,8 @@ def _scale_ours(path: str) -> dict:
     res = run.result
     return {"wall_s": wall, "records": res.counts["records_read"], "kept": res.counts["records_kept"],
             "dropped": res.counts["dropped"], "files": n_files, "cells_with_data": res.counts["cells_with_data"],
-            "richness_sum": float(np.nansum(res.layers["richness_raw"])),
-            "shannon_sum": float(np.nansum(res.layers["shannon_raw"]))}
+            "richness_sum": float(np.nansum(res.layers["richness_raw"], dtype=np.float64)),  # > 2**24: not float32
+            "shannon_sum": float(np.nansum(res.layers["shannon_raw"], dtype=np.float64))}
 
 
 def _scale_baseline(path: str) -> dict:
