@@ -94,17 +94,20 @@ class DiversityResult:
 
 
 class DiversityAccumulator:
-    """Streams records into per-(cell, species) totals on one grid."""
+    """Streams records into per-(cell, species) totals on one grid, in bounded memory (see PairCounts).
 
-    def __init__(self, grid: GridSpec, mask: np.ndarray | None = None, compact_every: int = 8_000_000) -> None:
+    ``compact_every``: records buffered before they are merged into the sorted pair table.
+    """
+
+    def __init__(self, grid: GridSpec, mask: np.ndarray | None = None, compact_every: int = 4_000_000) -> None:
+        from geoprom3e.maps.pair_counts import PairCounts
+
         self.grid = grid
         self.mask_flat = (grid.mask() if mask is None else np.asarray(mask, dtype=bool)).ravel()
         self.outside_bbox = 0
         self.outside_mask = 0
         self.kept = 0
-        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self._pending = 0
-        self._compact_every = compact_every
+        self.table = PairCounts(grid.n_cells, buffer_records=compact_every)
 
     def add(self, chunk: ObservationChunk) -> None:
         """Assign a chunk's records to cells and fold them into the totals."""
@@ -118,38 +121,42 @@ class DiversityAccumulator:
         if not n_inside:
             return
         key = (cell[inside] << 32) | chunk.species[inside].astype(np.int64)
-        weight = None if chunk.weight is None else chunk.weight[inside]
         self.kept += n_inside
-        self._parts.append(_reduce(key, weight))
-        self._pending += len(key)
-        if self._pending > self._compact_every and len(self._parts) > 1:
-            self._parts = [_merge(self._parts)]
-            self._pending = 0
+        self.table.add(key, None if chunk.weight is None else chunk.weight[inside])
 
     def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Unique (key, records, summed weight or None) over everything added, sorted by key."""
-        if not self._parts:
-            return np.empty(0, np.int64), np.empty(0, np.int64), None
-        if len(self._parts) > 1:
-            self._parts = [_merge(self._parts)]
-        return self._parts[0]
+        """Unique (key, records, summed weight or None) over everything added, sorted by key (one full copy)."""
+        parts = list(self.table.parts())
+        keys = np.concatenate([p[0] for p in parts])
+        n = np.concatenate([p[1] for p in parts]).astype(np.int64)
+        w = None if parts[0][2] is None else np.concatenate([p[2] for p in parts])
+        return keys, n, w
+
+    def species_count(self) -> int:
+        """Distinct species over everything added."""
+        return self.table.species_present()
 
     def raw_layers(self, weighted: bool) -> dict[str, np.ndarray]:
         """``shannon_raw``, ``richness_raw``, ``n_records`` as float32 [rows, cols] (NaN = no data)."""
-        keys, n, w = self.pairs()
         ncell = self.grid.n_cells
-        # per-cell sums over the occupied cells only (compact), then scattered into full float32 layers
-        cells, local = np.unique(keys >> 32, return_inverse=True)
-        ww = w if (weighted and w is not None) else n.astype(np.float64)
-        total = np.bincount(local, weights=ww, minlength=len(cells))
-        wlogw = np.bincount(local, weights=ww * np.log(ww), minlength=len(cells))
         n_rec = np.zeros(ncell, dtype=np.float32)
-        n_rec[cells] = np.bincount(local, weights=n, minlength=len(cells))
-        n_rec[~self.mask_flat] = np.nan  # 0 in empty land cells, no data off the mask
         richness = np.full(ncell, np.nan, dtype=np.float32)
-        richness[cells] = np.bincount(local, minlength=len(cells))
         shannon = np.full(ncell, np.nan, dtype=np.float32)
-        shannon[cells] = np.maximum(np.log(total) - wlogw / total, 0.0)
+        edges = self.table.edges
+        for p, (keys, n, w) in enumerate(self.table.parts()):  # one cell range at a time: small temporaries
+            if not len(keys):
+                continue
+            lo, hi = int(edges[p]), int(edges[p + 1])
+            local = (keys >> 32) - lo
+            ww = w if (weighted and w is not None) else n.astype(np.float64)
+            total = np.bincount(local, weights=ww, minlength=hi - lo)
+            rich = np.bincount(local, minlength=hi - lo)
+            occ = np.flatnonzero(rich)
+            wlogw = np.bincount(local, weights=ww * np.log(ww), minlength=hi - lo)
+            n_rec[lo:hi] = np.bincount(local, weights=n, minlength=hi - lo)
+            richness[lo + occ] = rich[occ]
+            shannon[lo + occ] = np.maximum(np.log(total[occ]) - wlogw[occ] / total[occ], 0.0)
+        n_rec[~self.mask_flat] = np.nan  # 0 in empty land cells, no data off the mask
         shape = self.grid.shape
         return {
             "shannon_raw": shannon.reshape(shape),
@@ -226,14 +233,13 @@ def diversity_from_chunks(
     layers = {"shannon": sm_shannon, "richness": sm_rich, **raw, "cell_area_km2": area_km2}
     if settings.per_area:
         layers["richness_per_km2"] = (raw["richness_raw"] / area_km2).astype(np.float32)
-    keys = acc.pairs()[0]
     counts = {
         "records_read": read,
         "records_kept": acc.kept,
         "dropped": {"outside grid bbox": acc.outside_bbox, "outside mask": acc.outside_mask},
         "cells_with_data": int(np.isfinite(raw["richness_raw"]).sum()),
         "cells_in_mask": int(mask.sum()),
-        "species": int(np.count_nonzero(np.bincount(keys & 0xFFFFFFFF))) if len(keys) else 0,
+        "species": acc.species_count(),
         "cell_area_method": area.method,
     }
     timings = {"read_and_assign": t1 - t0, "aggregate": t2 - t1, "smooth": t3 - t2}

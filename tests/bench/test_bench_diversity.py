@@ -265,8 +265,10 @@ def _scale_baseline(path: str) -> dict:
     mask = grid.mask().ravel()
     t = time.perf_counter()
     cols = ["decimalLatitude", "decimalLongitude", "species", "occurrenceStatus"]
-    if path.endswith(".parquet"):
-        batches = pq.ParquetFile(path).iter_batches(batch_size=1_000_000, columns=cols)
+    if path.endswith(".parquet"):  # row group by row group: flat memory (see _parquet_batches)
+        pf = pq.ParquetFile(path)
+        batches = (b for g in range(pf.num_row_groups)
+                   for b in pf.iter_batches(batch_size=1_000_000, columns=cols, row_groups=[g]))
     else:
         batches = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=32 * 2**20),
                                  convert_options=pacsv.ConvertOptions(

