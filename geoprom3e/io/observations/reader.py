@@ -118,6 +118,7 @@ class ObservationReader:
         self._codes: dict[str, int] = {}
         self.files: list[FileStats] = []
         self._seen = np.empty(0, dtype=np.uint64)  # hashes of kept records (duplicate removal)
+        self._vocab = pa.array([], pa.string())  # self.species as Arrow, for vectorised lookups
 
     # -- totals ---------------------------------------------------------------------------------------------
     @property
@@ -265,21 +266,28 @@ class ObservationReader:
         return out
 
     def _species_codes(self, col: pa.Array) -> np.ndarray:
+        """Codes into :attr:`species` (−1 for empty/null names); new names join the shared vocabulary."""
         if not pa.types.is_dictionary(col.type):
             col = pc.dictionary_encode(col.cast(pa.string()))
-        names = col.dictionary.to_pylist()
+        names = pc.utf8_trim_whitespace(col.dictionary.cast(pa.string()))
+        known = pc.index_in(names, value_set=self._vocab).to_numpy(zero_copy_only=False)  # vectorised lookup
         lut = np.empty(len(names) + 1, dtype=np.int32)
         lut[-1] = -1  # null index → -1
-        for i, name in enumerate(names):
-            name = (name or "").strip()
-            if not name:
-                lut[i] = -1
-                continue
-            code = self._codes.get(name)
-            if code is None:
-                code = self._codes[name] = len(self.species)
-                self.species.append(name)
-            lut[i] = code
+        missing = np.flatnonzero(np.isnan(known)) if known.dtype.kind == "f" else np.empty(0, np.int64)
+        lut[:-1] = np.where(np.isnan(known), -1, known) if known.dtype.kind == "f" else known
+        if len(missing):
+            added = False
+            for i, name in zip(missing, names.take(pa.array(missing)).to_pylist()):
+                if not name:
+                    continue
+                code = self._codes.get(name)
+                if code is None:
+                    code = self._codes[name] = len(self.species)
+                    self.species.append(name)
+                    added = True
+                lut[i] = code
+            if added:
+                self._vocab = pa.array(self.species, pa.string())
         idx = col.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
         return lut[idx]
 
