@@ -120,8 +120,8 @@ def spatial_comparison(a: str, b: str, x: np.ndarray, y: np.ndarray, pr: Any, sr
     ess = mt.effective_n
     rho = float(sr.statistic)
     sp_mod = float("nan")
-    if np.isfinite(ess) and ess > 2 and abs(rho) < 1:
-        t = rho * np.sqrt((ess - 2) / (1 - rho * rho))
+    if np.isfinite(ess) and ess > 2 and np.isfinite(rho):
+        t = rho * np.sqrt((ess - 2) / (1 - rho * rho)) if abs(rho) < 1 else np.inf
         sp_mod = float(2 * stats.t.sf(abs(t), ess - 2))
     return Comparison(a, b, mt.n, float(pr.statistic), float(pr.pvalue), rho, float(sr.pvalue), effective_n=ess,
                       pearson_p_dutilleul=mt.p, spearman_p_dutilleul=sp_mod,

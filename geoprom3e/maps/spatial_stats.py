@@ -166,6 +166,11 @@ def modified_ttest(x: np.ndarray, y: np.ndarray, *, cell_size: tuple[float, floa
     tr_bxby = tr_xy + (s_x * s_y / n - 2.0 * float((row_x * row_y).sum())) / n
     ess = float(tr_bx * tr_by / tr_bxby + 1.0)
     df = ess - 2.0
-    f = df * r * r / (1.0 - r * r) if df > 0 and abs(r) < 1 else float("nan")
-    p = float(stats.f.sf(f, 1.0, df)) if np.isfinite(f) else float("nan")
+    if not (df > 0 and np.isfinite(r)):
+        f, p = float("nan"), float("nan")
+    elif abs(r) >= 1:  # identical (or mirrored) maps: F is infinite
+        f, p = float("inf"), 0.0
+    else:
+        f = df * r * r / (1.0 - r * r)
+        p = float(stats.f.sf(f, 1.0, df))
     return ModifiedTTest(r, n, ess, float(f), p, n_classes)

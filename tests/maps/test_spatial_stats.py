@@ -97,3 +97,13 @@ def test_naive_p_is_overconfident_on_smoothed_maps_and_modified_p_is_not():
     assert naive.min() < 1e-20  # the p = 1e-102 style of claim
     assert (modified < 0.05).mean() <= 0.2
     assert max(ratios) < 0.1  # 2,400 cells hold < 240 independent samples' worth of evidence
+
+
+def test_identical_and_degenerate_maps():
+    x = _field((20, 20), 8, sigma=2, holes=False)
+    same = modified_ttest(x, x)
+    assert same.r == pytest.approx(1.0) and same.p == 0.0 and 2 < same.effective_n < same.n
+    tiny = modified_ttest(x[:1, :3], x[:1, :3])
+    assert tiny.n == 3 and np.isnan(tiny.p)  # too few cells: no claim
+    flat = morans_i(np.ones((5, 5)))
+    assert np.isnan(flat.i)  # no variance: Moran's I undefined
