@@ -270,7 +270,7 @@ def _scale_baseline(path: str) -> dict:
         batches = (b for g in range(pf.num_row_groups)
                    for b in pf.iter_batches(batch_size=1_000_000, columns=cols, row_groups=[g]))
     else:
-        batches = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=32 * 2**20),
+        batches = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=4 * 2**20),  # as ours
                                  convert_options=pacsv.ConvertOptions(
                                      include_columns=cols,
                                      column_types={"species": pa.dictionary(pa.int32(), pa.string())}))
