@@ -174,3 +174,23 @@ def test_sampling_event_archive_joins_events_and_drops_listed_absences(tmp_path)
     list(reader)
     in_years = occ.eventDate.str.slice(0, 4).astype(int).between(2016, 2017)
     assert reader.kept == int(in_years.sum())  # dates come from the events
+
+
+def test_unsupported_compression_is_one_line(tmp_path, neon):
+    p = write_dwca(tmp_path / "d64.zip", neon.head(20))
+    data = bytearray(p.read_bytes())
+    with zipfile.ZipFile(p) as zf:
+        info = zf.getinfo("occurrence.txt")
+    # mark the member as Deflate64 (method 9), which zipfile cannot unpack, in its local and central headers
+    local = info.header_offset + 8
+    assert data[local:local + 2] == b"\x08\x00"
+    data[local:local + 2] = b"\x09\x00"
+    c = bytes(data).find(b"PK\x01\x02")
+    while c >= 0:
+        name_len = int.from_bytes(data[c + 28:c + 30], "little")
+        if data[c + 46:c + 46 + name_len] == b"occurrence.txt":
+            data[c + 10:c + 12] = b"\x09\x00"
+        c = bytes(data).find(b"PK\x01\x02", c + 4)
+    p.write_bytes(bytes(data))
+    with pytest.raises(ObservationError, match="cannot be unpacked by Python's zipfile .*re-zip it with plain deflate"):
+        list(ObservationReader([p]))

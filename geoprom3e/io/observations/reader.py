@@ -478,8 +478,13 @@ def _read_events(zf: zipfile.ZipFile, layout: TableLayout, path: Path, key: str)
 
 
 def _member_first_line(zf: zipfile.ZipFile, layout: TableLayout, path: Path) -> str:
-    with zf.open(layout.member) as fh:
-        raw = fh.readline(1 << 20)
+    try:
+        with zf.open(layout.member) as fh:
+            raw = fh.readline(1 << 20)
+    except NotImplementedError as exc:  # e.g. Deflate64 or an encrypted member
+        raise ObservationError(f"{layout.member!r} in archive {str(path)!r} cannot be unpacked by Python's zipfile "
+                               f"({exc}): unzip it yourself and pass the table, or re-zip it with plain "
+                               "deflate") from None
     if not raw.strip():
         raise ObservationError(f"{layout.member!r} in archive {str(path)!r} is empty: re-download or re-export it")
     encoding = layout.encoding or "utf-8"
