@@ -68,7 +68,10 @@ class ObservationFilter:
     iNaturalist and GBIF exports): ``drop`` (default; counted as 'identified above species rank') or ``count``
     (each such name counts as one taxon, which can inflate richness where its species are also recorded)."""
     drop_duplicates: bool = False
-    """Drop exact duplicates: same taxon, coordinates, day and observer (columns absent count as equal)."""
+    """Drop exact duplicates: same taxon, coordinates, day and observer (columns absent count as equal).
+
+    Holds a 64-bit hash per distinct kept record (8 bytes each: 0.8 GB per 100M records) and about doubles
+    the reading time; off by default."""
 
     def __post_init__(self) -> None:
         for name in ("date_from", "date_to"):

@@ -117,7 +117,10 @@ class ObservationReader:
         self.species: list[str] = []
         self._codes: dict[str, int] = {}
         self.files: list[FileStats] = []
-        self._seen = np.empty(0, dtype=np.uint64)  # hashes of kept records (duplicate removal)
+        # hashes of kept records (duplicate removal): a large sorted array and a small recent one, merged when
+        # the recent one reaches a quarter of the large one, so the work stays O(n log n) over a run
+        self._seen = np.empty(0, dtype=np.uint64)
+        self._recent = np.empty(0, dtype=np.uint64)
         self._vocab = pa.array([], pa.string())  # self.species as Arrow, for vectorised lookups
 
     # -- totals ---------------------------------------------------------------------------------------------
@@ -253,14 +256,17 @@ class ObservationReader:
             h = _mix(h ^ _string_hash(pc.utf8_slice_codeunits(_strings(batch.column("date")), 0, 10))[idx])
         if "observer" in names:
             h = _mix(h ^ _string_hash(_strings(batch.column("observer")))[idx])
-        uniq, first = np.unique(h, return_index=True)
+        order = np.argsort(h, kind="stable")  # first occurrence of each hash within the chunk
+        hs = h[order]
+        starts = np.flatnonzero(np.r_[True, hs[1:] != hs[:-1]])
+        uniq, first = hs[starts], order[starts]
         dup = np.ones(len(h), dtype=bool)
         dup[first] = False
-        pos = np.searchsorted(self._seen, uniq)
-        seen = (pos < len(self._seen)) & (self._seen[np.minimum(pos, len(self._seen) - 1)] == uniq) \
-            if len(self._seen) else np.zeros(len(uniq), dtype=bool)
+        seen = _member(self._seen, uniq) | _member(self._recent, uniq)
         dup[first[seen]] = True
-        self._seen = np.union1d(self._seen, uniq[~seen])
+        self._recent = _merge_sorted(self._recent, uniq[~seen])
+        if len(self._recent) > max(1_000_000, len(self._seen) // 4):
+            self._seen, self._recent = _merge_sorted(self._seen, self._recent), np.empty(0, dtype=np.uint64)
         out = np.zeros(len(keep), dtype=bool)
         out[idx[dup]] = True
         return out
@@ -692,6 +698,19 @@ def _string_hash(col: pa.Array) -> np.ndarray:
     lut = np.array([int.from_bytes(hashlib.blake2b(v.encode(), digest_size=8).digest(), "little")
                     for v in enc.dictionary.to_pylist()] + [0], dtype=np.uint64)
     return lut[enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)]
+
+
+def _merge_sorted(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Merge sorted ``b`` (values not in ``a``) into sorted ``a`` in linear time."""
+    return np.insert(a, np.searchsorted(a, b), b) if len(a) else b.copy()
+
+
+def _member(sorted_values: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Whether each of ``x`` is in the sorted array ``sorted_values``."""
+    if not len(sorted_values):
+        return np.zeros(len(x), dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_values, x), len(sorted_values) - 1)
+    return sorted_values[pos] == x
 
 
 def _mix(h: np.ndarray) -> np.ndarray:
