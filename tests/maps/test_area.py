@@ -89,3 +89,19 @@ def test_outputs_carry_area_bounds_cell_measures_coverage_and_transparent_qml(tm
     assert entry.get("min") == "0" and entry.get("max") == "0" and entry.get("percentTransparent") == "100"
     manifest = json.loads(run.outputs.manifest.read_text())
     assert manifest["counts"]["cell_area_method"] == "ellipsoidal (exact, WGS 84)"
+
+
+def test_albers_netcdf_has_xy_bounds_and_constant_area(tmp_path):
+    from geoprom3e.io.netcdf import write_netcdf
+
+    g = get_grid("usa-5km-albers")
+    area = cell_area(g)
+    values = np.where(g.mask(), 1.0, np.nan)
+    path = write_netcdf(tmp_path / "a.nc", g, {"richness": values, "cell_area_km2": area.km2})
+    with netCDF4.Dataset(path) as ds:
+        assert ds["x"].bounds == "x_bnds" and ds["y"].bounds == "y_bnds"
+        x_b, y_b = ds["x_bnds"][:], ds["y_bnds"][:]
+        assert np.allclose(x_b[:, 1] - x_b[:, 0], 5000.0) and np.allclose(y_b[:, 0] - y_b[:, 1], 5000.0)
+        assert x_b[0, 0] == g.bbox[0] and y_b[0, 0] == g.bbox[3]
+        assert ds["richness"].cell_measures == "area: cell_area_km2"
+        assert np.all(ds["cell_area_km2"][:] == 25.0)
