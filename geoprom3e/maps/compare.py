@@ -48,8 +48,8 @@ class Comparison:
     """Moran's I of B over the cells used."""
     contiguity: str = "rook"
     """Neighbours used for Moran's I (``rook``: 4 edge neighbours; ``queen``: 8)."""
-    distance_classes: int = 13
-    """Equal-width distance classes of the correlograms in the modified t-test."""
+    distance_classes: int = 0
+    """Equal-width distance classes of the correlograms in the modified t-test (one cell wide)."""
     note: str = ("pearson_p and spearman_p treat every cell as independent; with autocorrelated maps use "
                  "pearson_p_dutilleul (effective_n samples)")
     """How to read the p-values."""

@@ -8,10 +8,12 @@ cells to leave out, and use FFTs over cell lags, so a 70,000-cell map takes well
   8 edge-or-corner neighbours), its expectation and variance under the normality assumption
   (Cliff & Ord 1981) and a two-sided p-value.
 - :func:`modified_ttest`: Dutilleul's (1993) modified t-test of Pearson's r. Moran-type autocorrelations of
-  each map in equal-width distance classes (13 by default, up to the largest distance between valid cells,
-  as SpatialPack's ``modified.ttest``) fill the correlation matrices Rx, Ry; the effective sample size is
+  each map in equal-width distance classes (up to the largest distance between valid cells, as SpatialPack's
+  ``modified.ttest``) fill the correlation matrices Rx, Ry; the effective sample size is
   ``n_e = 1 + tr(B Rx) tr(B Ry) / tr(B Rx B Ry)`` with the centring matrix ``B = I − 11ᵀ/n``, and
-  ``(n_e − 2) r² / (1 − r²)`` follows F(1, n_e − 2).
+  ``(n_e − 2) r² / (1 − r²)`` follows F(1, n_e − 2). Classes default to one cell wide: SpatialPack's 13
+  classes are far too coarse for a map (on usa-250x500, independent σ = 2 smoothed maps came out
+  "significant" at 5 % in 6 of 12 trials with 13 classes, 4 with 32, none with 100 or with one-cell classes).
 """
 
 from __future__ import annotations
@@ -116,11 +118,12 @@ def _xcorr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def modified_ttest(x: np.ndarray, y: np.ndarray, *, cell_size: tuple[float, float] = (1.0, 1.0),
-                   n_classes: int = 13) -> ModifiedTTest:
+                   n_classes: int | None = None) -> ModifiedTTest:
     """Dutilleul's modified t-test of Pearson's r between two maps on one grid (NaN cells left out).
 
     ``cell_size`` = (east–west, north–south) size of a cell, so distance classes are isotropic in ground
-    distance (e.g. km); the correlograms are Moran-type autocorrelations in ``n_classes`` equal-width classes.
+    distance (e.g. km); the correlograms are Moran-type autocorrelations in ``n_classes`` equal-width classes
+    (None: classes one cell wide, i.e. the smaller cell side; 13 reproduces SpatialPack's default).
     """
     from scipy import stats
 
@@ -129,7 +132,7 @@ def modified_ttest(x: np.ndarray, y: np.ndarray, *, cell_size: tuple[float, floa
     m = np.isfinite(x) & np.isfinite(y)
     n = int(m.sum())
     if n < 4:
-        return ModifiedTTest(float("nan"), n, float("nan"), float("nan"), float("nan"), n_classes)
+        return ModifiedTTest(float("nan"), n, float("nan"), float("nan"), float("nan"), n_classes or 0)
     rows = np.flatnonzero(m.any(axis=1))
     cols = np.flatnonzero(m.any(axis=0))
     sub = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))  # crop to the valid cells' extent
@@ -147,7 +150,10 @@ def modified_ttest(x: np.ndarray, y: np.ndarray, *, cell_size: tuple[float, floa
     dist = np.hypot(dr, dc)
     dist[R - 1, C - 1] = np.nan  # lag 0: the diagonal of R, not a pair
     used = (count > 0) & np.isfinite(dist)
-    upper = (np.arange(1, n_classes + 1)) * (float(dist[used].max()) / n_classes)
+    max_dist = float(dist[used].max())
+    if n_classes is None:
+        n_classes = max(1, int(np.ceil(max_dist / min(cell_size))))
+    upper = (np.arange(1, n_classes + 1)) * (max_dist / n_classes)
     cls = np.minimum(np.searchsorted(upper, np.nan_to_num(dist, nan=0.0), side="left"), n_classes - 1)
     pairs_k = np.bincount(cls[used], weights=count[used], minlength=n_classes)
     with np.errstate(invalid="ignore", divide="ignore"):

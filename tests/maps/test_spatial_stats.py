@@ -70,12 +70,16 @@ def _dutilleul_direct(x, y, cell_size=(1.0, 1.0), n_classes=13):
     return ess, f, stats.f.sf(f, 1, ess - 2)
 
 
-@pytest.mark.parametrize("cell_size", [(1.0, 1.0), (0.9, 1.3)])
-def test_modified_ttest_equals_the_matrix_formula(cell_size):
+@pytest.mark.parametrize(("cell_size", "n_classes"), [((1.0, 1.0), 13), ((0.9, 1.3), 13), ((0.9, 1.3), None)])
+def test_modified_ttest_equals_the_matrix_formula(cell_size, n_classes):
     x, y = _field((14, 17), 4, sigma=2), _field((14, 17), 5, sigma=2)
     y[2, 8] = np.nan  # a hole in one map only
-    ess, f, p = _dutilleul_direct(x, y, cell_size)
-    got = modified_ttest(x, y, cell_size=cell_size)
+    got = modified_ttest(x, y, cell_size=cell_size, n_classes=n_classes)
+    if n_classes is None:  # one-cell classes: as many as the largest distance between valid cells, in cells
+        r, c = np.nonzero(np.isfinite(x) & np.isfinite(y))
+        far = np.hypot((r[:, None] - r[None, :]) * 1.3, (c[:, None] - c[None, :]) * 0.9).max()
+        assert got.n_classes == int(np.ceil(far / 0.9)) > 13
+    ess, f, p = _dutilleul_direct(x, y, cell_size, got.n_classes)
     assert got.n == int((np.isfinite(x) & np.isfinite(y)).sum())
     assert got.effective_n == pytest.approx(ess, rel=1e-9)
     assert got.f == pytest.approx(f, rel=1e-9) and got.p == pytest.approx(p, rel=1e-8)
@@ -107,3 +111,20 @@ def test_identical_and_degenerate_maps():
     assert tiny.n == 3 and np.isnan(tiny.p)  # too few cells: no claim
     flat = morans_i(np.ones((5, 5)))
     assert np.isnan(flat.i)  # no variance: Moran's I undefined
+
+
+def test_one_cell_classes_stay_calibrated_on_the_usa_grid_where_13_classes_do_not():
+    from geoprom3e.grid import get_grid
+
+    g = get_grid("usa-250x500")
+    mask = g.mask()
+    cell = (0.117 * np.cos(np.radians(37.0)), 0.1)
+    fine, coarse = [], []
+    for seed in range(8):  # independent maps smoothed as the diversity maps are (σ = 2 cells)
+        rng = np.random.default_rng(seed)
+        x, y = (np.where(mask, ndimage.gaussian_filter(rng.normal(size=g.shape), 2.0), np.nan) for _ in range(2))
+        fine.append(modified_ttest(x, y, cell_size=cell))
+        coarse.append(modified_ttest(x, y, cell_size=cell, n_classes=13))
+    assert sum(t.p < 0.05 for t in fine) <= 1  # ~5 % expected
+    assert sum(t.p < 0.05 for t in coarse) >= 3  # SpatialPack's default classes miss the short-range correlation
+    assert all(t.effective_n < 0.1 * t.n for t in fine)
