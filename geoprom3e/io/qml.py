@@ -7,8 +7,15 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 
-def qml_style(array: np.ndarray, *, band: int = 1, cmap: str = "viridis", stops: int = 9, label: str = "") -> str:
-    """QGIS singleband-pseudocolour style for ``band`` stretched over the finite min..max of ``array``."""
+def qml_style(array: np.ndarray, *, band: int = 1, cmap: str = "viridis", stops: int = 9, label: str = "",
+              transparent_zero: bool = True) -> str:
+    """QGIS singleband-pseudocolour style for ``band`` stretched over the finite min..max of ``array``.
+
+    No-data cells are always transparent. With ``transparent_zero`` (the default) cells whose value is exactly 0
+    are transparent too: in a diversity map those are the cells with no record within the smoothing kernel
+    (or, for ``n_records``, no record at all), which would otherwise paint sparse data as a map of zeros.
+    Untick the entry under Layer Properties → Transparency in QGIS to show them.
+    """
     from matplotlib import colormaps
 
     finite = np.asarray(array, dtype=np.float64)
@@ -31,7 +38,7 @@ def qml_style(array: np.ndarray, *, band: int = 1, cmap: str = "viridis", stops:
         "  <pipe>",
         f'    <rasterrenderer type="singlebandpseudocolor" band="{band}" opacity="1" alphaBand="-1" '
         f'classificationMin="{vmin:.6g}" classificationMax="{vmax:.6g}" nodataColor="">',
-        "      <rasterTransparency/>",
+        _transparency(transparent_zero),
         f"      <rastershader><colorrampshader colorRampType=\"INTERPOLATED\" classificationMode=\"1\" "
         f"clip=\"0\" minimumValue=\"{vmin:.6g}\" maximumValue=\"{vmax:.6g}\" labelPrecision=\"4\">",
         *items,
@@ -44,3 +51,11 @@ def qml_style(array: np.ndarray, *, band: int = 1, cmap: str = "viridis", stops:
         "</qgis>",
         "",
     ])
+
+
+def _transparency(zero: bool) -> str:
+    if not zero:
+        return "      <rasterTransparency/>"
+    return ("      <rasterTransparency><singleValuePixelList>"
+            '<pixelListEntry min="0" max="0" percentTransparent="100"/>'
+            "</singleValuePixelList></rasterTransparency>")

@@ -25,8 +25,11 @@ from geoprom3e.maps.smoothing import SMOOTHING_METHODS, smooth
 
 log = logging.getLogger(__name__)
 
-#: Output layers, smoothed first (the GeoTIFF band order).
-DIVERSITY_LAYERS = ("shannon", "richness", "shannon_raw", "richness_raw", "n_records")
+#: Output layers, smoothed first (the GeoTIFF band order). ``n_records`` is the coverage layer (0 = a land cell
+#: without records, no data = off the mask); ``cell_area_km2`` is each cell's area (see geoprom3e.maps.area).
+#: Per-area richness: ``DiversitySettings(per_area=True)`` adds ``richness_per_km2`` (= richness_raw /
+#: cell_area_km2), or divide the two variables yourself (``ds.richness_raw / ds.cell_area_km2`` in xarray).
+DIVERSITY_LAYERS = ("shannon", "richness", "shannon_raw", "richness_raw", "n_records", "cell_area_km2")
 
 #: Bytes per cell a run needs at its peak (five float32 layers, float64 smoothing temporaries, mask,
 #: writers); measured: 1.9 GB peak RSS for usa-1km-albers (13.4M cells) including the interpreter.
@@ -43,6 +46,9 @@ class DiversitySettings:
     """``paper`` (empty and masked cells as 0), ``normalized`` (divided by the smoothed land mask) or ``none``."""
     truncate: float = 4.0
     """Kernel radius in σ (scipy's ``truncate``)."""
+    per_area: bool = False
+    """Also write ``richness_per_km2`` = raw richness / cell area. Richness does not grow linearly with area
+    (species–area curve), so prefer an equal-area grid (e.g. usa-5km-albers) for north–south comparisons."""
 
     def __post_init__(self) -> None:
         if self.smoothing not in SMOOTHING_METHODS:
@@ -88,17 +94,20 @@ class DiversityResult:
 
 
 class DiversityAccumulator:
-    """Streams records into per-(cell, species) totals on one grid."""
+    """Streams records into per-(cell, species) totals on one grid, in bounded memory (see PairCounts).
 
-    def __init__(self, grid: GridSpec, mask: np.ndarray | None = None, compact_every: int = 8_000_000) -> None:
+    ``compact_every``: records buffered before they are merged into the sorted pair table.
+    """
+
+    def __init__(self, grid: GridSpec, mask: np.ndarray | None = None, compact_every: int = 4_000_000) -> None:
+        from geoprom3e.maps.pair_counts import PairCounts
+
         self.grid = grid
         self.mask_flat = (grid.mask() if mask is None else np.asarray(mask, dtype=bool)).ravel()
         self.outside_bbox = 0
         self.outside_mask = 0
         self.kept = 0
-        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self._pending = 0
-        self._compact_every = compact_every
+        self.table = PairCounts(grid.n_cells, buffer_records=compact_every)
 
     def add(self, chunk: ObservationChunk) -> None:
         """Assign a chunk's records to cells and fold them into the totals."""
@@ -112,38 +121,42 @@ class DiversityAccumulator:
         if not n_inside:
             return
         key = (cell[inside] << 32) | chunk.species[inside].astype(np.int64)
-        weight = None if chunk.weight is None else chunk.weight[inside]
         self.kept += n_inside
-        self._parts.append(_reduce(key, weight))
-        self._pending += len(key)
-        if self._pending > self._compact_every and len(self._parts) > 1:
-            self._parts = [_merge(self._parts)]
-            self._pending = 0
+        self.table.add(key, None if chunk.weight is None else chunk.weight[inside])
 
     def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Unique (key, records, summed weight or None) over everything added, sorted by key."""
-        if not self._parts:
-            return np.empty(0, np.int64), np.empty(0, np.int64), None
-        if len(self._parts) > 1:
-            self._parts = [_merge(self._parts)]
-        return self._parts[0]
+        """Unique (key, records, summed weight or None) over everything added, sorted by key (one full copy)."""
+        parts = list(self.table.parts())
+        keys = np.concatenate([p[0] for p in parts])
+        n = np.concatenate([p[1] for p in parts]).astype(np.int64)
+        w = None if parts[0][2] is None else np.concatenate([p[2] for p in parts])
+        return keys, n, w
+
+    def species_count(self) -> int:
+        """Distinct species over everything added."""
+        return self.table.species_present()
 
     def raw_layers(self, weighted: bool) -> dict[str, np.ndarray]:
         """``shannon_raw``, ``richness_raw``, ``n_records`` as float32 [rows, cols] (NaN = no data)."""
-        keys, n, w = self.pairs()
         ncell = self.grid.n_cells
-        # per-cell sums over the occupied cells only (compact), then scattered into full float32 layers
-        cells, local = np.unique(keys >> 32, return_inverse=True)
-        ww = w if (weighted and w is not None) else n.astype(np.float64)
-        total = np.bincount(local, weights=ww, minlength=len(cells))
-        wlogw = np.bincount(local, weights=ww * np.log(ww), minlength=len(cells))
         n_rec = np.zeros(ncell, dtype=np.float32)
-        n_rec[cells] = np.bincount(local, weights=n, minlength=len(cells))
-        n_rec[~self.mask_flat] = np.nan  # 0 in empty land cells, no data off the mask
         richness = np.full(ncell, np.nan, dtype=np.float32)
-        richness[cells] = np.bincount(local, minlength=len(cells))
         shannon = np.full(ncell, np.nan, dtype=np.float32)
-        shannon[cells] = np.maximum(np.log(total) - wlogw / total, 0.0)
+        edges = self.table.edges
+        for p, (keys, n, w) in enumerate(self.table.parts()):  # one cell range at a time: small temporaries
+            if not len(keys):
+                continue
+            lo, hi = int(edges[p]), int(edges[p + 1])
+            local = (keys >> 32) - lo
+            ww = w if (weighted and w is not None) else n.astype(np.float64)
+            total = np.bincount(local, weights=ww, minlength=hi - lo)
+            rich = np.bincount(local, minlength=hi - lo)
+            occ = np.flatnonzero(rich)
+            wlogw = np.bincount(local, weights=ww * np.log(ww), minlength=hi - lo)
+            n_rec[lo:hi] = np.bincount(local, weights=n, minlength=hi - lo)
+            richness[lo + occ] = rich[occ]
+            shannon[lo + occ] = np.maximum(np.log(total[occ]) - wlogw[occ] / total[occ], 0.0)
+        n_rec[~self.mask_flat] = np.nan  # 0 in empty land cells, no data off the mask
         shape = self.grid.shape
         return {
             "shannon_raw": shannon.reshape(shape),
@@ -212,15 +225,22 @@ def diversity_from_chunks(
     sm_shannon = smooth(raw["shannon_raw"], mask, settings.sigma, settings.method, settings.truncate)
     sm_rich = smooth(raw["richness_raw"], mask, settings.sigma, settings.method, settings.truncate)
     t3 = time.perf_counter()
-    layers = {"shannon": sm_shannon, "richness": sm_rich, **raw}
-    keys = acc.pairs()[0]
+    from geoprom3e.maps.area import cell_area
+
+    area = cell_area(grid)
+    area_km2 = np.full(grid.shape, np.nan, dtype=np.float32)
+    np.copyto(area_km2, area.km2, where=mask, casting="same_kind")
+    layers = {"shannon": sm_shannon, "richness": sm_rich, **raw, "cell_area_km2": area_km2}
+    if settings.per_area:
+        layers["richness_per_km2"] = (raw["richness_raw"] / area_km2).astype(np.float32)
     counts = {
         "records_read": read,
         "records_kept": acc.kept,
         "dropped": {"outside grid bbox": acc.outside_bbox, "outside mask": acc.outside_mask},
         "cells_with_data": int(np.isfinite(raw["richness_raw"]).sum()),
         "cells_in_mask": int(mask.sum()),
-        "species": int(np.count_nonzero(np.bincount(keys & 0xFFFFFFFF))) if len(keys) else 0,
+        "species": acc.species_count(),
+        "cell_area_method": area.method,
     }
     timings = {"read_and_assign": t1 - t0, "aggregate": t2 - t1, "smooth": t3 - t2}
     return DiversityResult(grid, layers, counts, settings, weighted, timings)
@@ -306,16 +326,19 @@ def prefetch(items: Iterable[ObservationChunk], depth: int = 2) -> Iterator[Obse
 
 def _nothing_inside(reader: ObservationReader, grid: GridSpec, counts: dict) -> str:
     names = ", ".join(str(p) for p in reader.paths)
+    dropped = counts["dropped"]
+    table = "; ".join(f"{reason}: {n:,}" for reason, n in sorted(dropped.items(), key=lambda kv: -kv[1])) or "none"
     if reader.kept == 0:
-        return (f"no usable records in {names}: {reader.rows:,} read, dropped {counts['dropped'] or 'none'}: "
-                "check the filters (--rank, --quality-grade, --date-from/--date-to) and the columns")
+        return (f"no usable records in {names}: {reader.rows:,} read, all dropped ({table}): relax the filters "
+                "(--keep-absences, --above-species count, --years, --max-coordinate-uncertainty, --basis-of-record, "
+                "--rank, --quality-grade, --date-from/--date-to) or check the columns")
     lat = [f.lat_range for f in reader.files if f.lat_range]
     lon = [f.lon_range for f in reader.files if f.lon_range]
     extent = (f"lat {min(r[0] for r in lat):.3f}..{max(r[1] for r in lat):.3f}, "
               f"lon {min(r[0] for r in lon):.3f}..{max(r[1] for r in lon):.3f}")
     return (f"none of the {reader.kept:,} records in {names} falls inside grid {grid.name!r} "
             f"(bbox {tuple(round(v, 6) for v in grid.bbox)}, {grid.crs}; records span {extent}; "
-            f"dropped {counts['dropped']}): "
+            f"dropped {table}): "
             "choose a grid that covers them (--grid/--bbox) or check --lat-column/--lon-column")
 
 
@@ -333,12 +356,26 @@ def diversity_layer_info(settings: DiversitySettings, grid: GridSpec, weighted: 
         "shannon_raw": LayerInfo("Shannon diversity H (raw)", "1", "viridis",
                                  f"H = -sum p ln p, p = share of the cell's {share}; no data in empty cells"),
         "richness_raw": LayerInfo("species richness (raw)", "count", "magma", "distinct species per cell"),
-        "n_records": LayerInfo("number of records", "count", "cividis", "records kept per cell (0 = none)"),
+        "n_records": LayerInfo("number of records (coverage)", "count", "cividis",
+                               "records kept per cell: 0 = a cell in the mask without records, no data = off the mask"),
+        "cell_area_km2": LayerInfo("cell area", "km2", "cividis", _area_note(grid)),
+        "richness_per_km2": LayerInfo("species richness per km2 (raw)", "km-2", "magma",
+                                      "richness_raw / cell_area_km2; richness is not linear in area (species-area "
+                                      "curve): compare on an equal-area grid"),
     }
+
+
+def _area_note(grid: GridSpec) -> str:
+    from geoprom3e.maps.area import cell_area_method
+
+    return (f"area of each cell in km2 ({cell_area_method(grid)}); divide a count layer by it for a per-area "
+            "density")
 
 
 def diversity_attrs(settings: DiversitySettings, grid: GridSpec, weighted: bool) -> dict[str, object]:
     """Dataset-level metadata (GeoTIFF tags, NetCDF global attributes)."""
+    from geoprom3e.maps.area import cell_area_method
+
     attrs: dict[str, object] = {
         "method": "Shannon diversity and species richness per cell, Gaussian smoothing (ProM3E paper supp. 1.3)",
         "smoothing": settings.method,
@@ -346,6 +383,8 @@ def diversity_attrs(settings: DiversitySettings, grid: GridSpec, weighted: bool)
         "sigma_units": "cells",
         "truncate": settings.truncate,
         "weighting": "abundance" if weighted else "records",
+        "cell_area_method": cell_area_method(grid),
+        "coverage_layer": "n_records (0 = no records in a cell of the mask; no data = off the mask)",
     }
     if grid.is_geographic and settings.method != "none":
         ew, ns = grid.cell_size_km()

@@ -31,7 +31,7 @@ def test_demo_writes_the_four_maps_with_the_grid_georeferencing(demo_out):
         "species_query_Sylvanus_rubripunctatus.tif": ("similarity",),
         "species_query_Campestris_caerulea.tif": ("similarity",),
         "uncertainty.tif": ("sigma_l1", "n_modalities"),
-        "diversity.tif": ("shannon", "richness", "shannon_raw", "richness_raw", "n_records"),
+        "diversity.tif": ("shannon", "richness", "shannon_raw", "richness_raw", "n_records", "cell_area_km2"),
     }
     for name, bands in expected.items():
         with rasterio.open(maps / name) as ds:

@@ -30,7 +30,9 @@ def test_inat_export_counts_match_pandas():
     expected = df.dropna(subset=["taxon_species_name"])
     assert reader.rows == len(df) == 19159
     assert reader.kept == len(expected)
-    assert reader.dropped == {"missing species": int(df.taxon_species_name.isna().sum())}
+    # the 3 rows without a species name are genus/tribe-level identifications (scientific_name set): the
+    # default rank rule drops them under their own reason
+    assert reader.dropped == {"identified above species rank": int(df.taxon_species_name.isna().sum())}
     assert np.allclose(lat, expected.latitude.to_numpy()) and np.allclose(lon, expected.longitude.to_numpy())
     assert list(names) == expected.taxon_species_name.tolist()
 
@@ -53,7 +55,7 @@ def test_neon_gzip_rank_filter_and_abundance():
     sp = df[df.taxon_rank == "species"]
     assert reader.files[0].format == "csv+gzip"
     assert reader.files[0].columns == {"lat": "latitude", "lon": "longitude", "species": "scientific_name",
-                                       "abundance": "value", "rank": "taxon_rank"}
+                                       "abundance": "value", "rank": "taxon_rank", "name": "scientific_name"}
     assert reader.kept == len(sp) == 296665
     assert reader.dropped == {"other rank": len(df) - len(sp)}
     assert weight.sum() == pytest.approx(sp.value.sum())
@@ -114,9 +116,9 @@ def test_darwin_core_tab_file_with_quotes_rank_and_quality(tmp_path):
     assert reader.files[0].format == "tsv"
     assert reader.files[0].columns["species"] == "species"
     assert list(names) == ["Puma concolor"]
-    assert reader.dropped == {"missing species": 1, "other rank": 1}
+    assert reader.dropped == {"identified above species rank": 1, "other rank": 1}
     reader, *_ = _read_all([p], ReadOptions(use_abundance=True))
-    assert reader.dropped == {"missing species": 1, "missing or non-positive abundance": 1}
+    assert reader.dropped == {"identified above species rank": 1, "missing or non-positive abundance": 1}
 
 
 def test_quality_grade_filter_and_overrides(tmp_path):

@@ -42,8 +42,8 @@ def test_inat_counts_match_pandas(inat):
     kept, out_bbox, out_mask = _pandas_cells(df)
     assert res.counts["records_read"] == 19159
     assert res.counts["records_kept"] == len(kept)
-    assert res.counts["dropped"] == {k: v for k, v in {"missing species": 3, "outside grid bbox": out_bbox,
-                                                       "outside mask": out_mask}.items() if v}
+    expected = {"identified above species rank": 3, "outside grid bbox": out_bbox, "outside mask": out_mask}
+    assert res.counts["dropped"] == {k: v for k, v in expected.items() if v}
     g = kept.groupby(["r", "c"])
     n = np.full((250, 500), 0.0)
     n[tuple(np.array(list(g.size().index)).T)] = g.size().to_numpy()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pyarrow as pa
+
 from geoprom3e.errors import ObservationError
 
 #: Candidate names per role, most specific first; matched case-insensitively.
@@ -15,6 +17,24 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "rank": ("taxonRank", "taxon_rank", "rank"),
     "quality": ("quality_grade", "qualityGrade"),
     "date": ("observed_on", "eventDate", "event_date", "observation_datetime", "date"),
+    # read when present (presence semantics and filters)
+    "status": ("occurrenceStatus", "occurrence_status"),
+    "count": ("individualCount", "individual_count"),
+    "quantity": ("organismQuantity", "organism_quantity"),
+    "uncertainty": ("coordinateUncertaintyInMeters", "coordinate_uncertainty_in_meters", "positional_accuracy",
+                    "public_positional_accuracy"),
+    "basis": ("basisOfRecord", "basis_of_record"),
+    "year": ("year",),
+    "observer": ("recordedBy", "recorded_by", "user_login", "user_id", "observer", "user_name"),
+    "name": ("scientificName", "scientific_name", "taxon_name"),
+}
+
+_DICT = pa.dictionary(pa.int32(), pa.string())
+
+#: Arrow type each role is read as (everything else: string).
+ROLE_TYPES = {
+    "lat": pa.float64(), "lon": pa.float64(), "species": _DICT, "name": _DICT, "abundance": pa.float64(),
+    "uncertainty": pa.float64(), "year": pa.float64(), "count": pa.float64(),
 }
 
 #: The flag that overrides each role, quoted in error messages.
@@ -26,6 +46,14 @@ FLAGS = {
     "rank": "--rank-column",
     "quality": "--quality-column",
     "date": "--date-column",
+    "status": "--status-column",
+    "count": "--count-column",
+    "quantity": "--quantity-column",
+    "uncertainty": "--uncertainty-column",
+    "basis": "--basis-column",
+    "year": "--year-column",
+    "observer": "--observer-column",
+    "name": "--name-column",
 }
 
 
@@ -46,14 +74,35 @@ class ColumnOverrides:
     quality: str | None = None
     """iNaturalist quality grade column, used only with a quality-grade filter."""
     date: str | None = None
-    """Observation date column (ISO 8601), used only with a date filter."""
+    """Observation date column (ISO 8601), used by the date and year filters and duplicate removal."""
+    status: str | None = None
+    """``occurrenceStatus`` column (``ABSENT`` records are absences)."""
+    count: str | None = None
+    """``individualCount`` column (0 = absence)."""
+    quantity: str | None = None
+    """``organismQuantity`` column (0 = absence)."""
+    uncertainty: str | None = None
+    """Coordinate uncertainty in metres (``coordinateUncertaintyInMeters``, iNaturalist ``positional_accuracy``)."""
+    basis: str | None = None
+    """``basisOfRecord`` column."""
+    year: str | None = None
+    """Year column (else the year is read from the date column)."""
+    observer: str | None = None
+    """Observer column (``recordedBy``, iNaturalist ``user_login``), used by duplicate removal."""
+    name: str | None = None
+    """Scientific name at any rank (``scientificName``): names records identified above species rank."""
 
 
-def resolve_columns(header: list[str], roles: list[str], overrides: ColumnOverrides, source: str) -> dict[str, str]:
-    """Map each role in ``roles`` to a column of ``header``; raise a one-line error naming the fix."""
+def resolve_columns(header: list[str], roles: list[str], overrides: ColumnOverrides, source: str,
+                    optional: list[str] = ()) -> dict[str, str]:
+    """Map each role in ``roles`` to a column of ``header``; raise a one-line error naming the fix.
+
+    Roles in ``optional`` are mapped when a column is found and left out otherwise (a column named by an
+    override must still exist).
+    """
     by_lower = {h.lower(): h for h in header}
     out: dict[str, str] = {}
-    for role in roles:
+    for role in [*roles, *(r for r in optional if r not in roles)]:
         given = getattr(overrides, role)
         if given is not None:
             if given in header:
@@ -70,6 +119,8 @@ def resolve_columns(header: list[str], roles: list[str], overrides: ColumnOverri
                 out[role] = by_lower[cand.lower()]
                 break
         else:
+            if role not in roles:
+                continue
             raise ObservationError(
                 f"{source} has no {role} column (looked for {', '.join(CANDIDATES[role])}; found: {_list(header)}): "
                 f"pass {FLAGS[role]} NAME"
