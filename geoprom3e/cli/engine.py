@@ -237,9 +237,14 @@ def uncertainty_map_cmd(grid_name, bbox, shape, res, crs, mask, checkpoint, cach
 @click.option("--band-a", default=None, help="Band of A (1-based index or name, e.g. sigma_l1) [default: 1].")
 @click.option("--band-b", default=None, help="Band of B (e.g. shannon) [default: 1].")
 @click.option("--out", default=None, type=click.Path(path_type=str), help="Folder for compare.json and a hexbin PNG.")
+@click.option("--contiguity", type=click.Choice(["rook", "queen"]), default="rook", show_default=True,
+              help="Neighbours for Moran's I: rook (4 edge neighbours) or queen (8, corners too).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
-def compare_cmd(a, b, band_a, band_b, out, overwrite) -> None:  # noqa: ANN001
+def compare_cmd(a, b, band_a, band_b, out, contiguity, overwrite) -> None:  # noqa: ANN001
     """Pearson and Spearman correlation of two maps over cells valid in both (e.g. uncertainty vs Shannon).
+
+    Beside the naive p-values it reports Moran's I of each map and Dutilleul's modified t-test, whose
+    effective sample size accounts for spatial autocorrelation (neighbouring cells are not independent).
 
     \b
     Example:
@@ -247,7 +252,7 @@ def compare_cmd(a, b, band_a, band_b, out, overwrite) -> None:  # noqa: ANN001
     """
     from geoprom3e.products import compare_maps
 
-    res = compare_maps(a, b, band_a=band_a, band_b=band_b, out=out, overwrite=overwrite)
+    res = compare_maps(a, b, band_a=band_a, band_b=band_b, out=out, overwrite=overwrite, contiguity=contiguity)
     click.echo(json.dumps(res.to_dict(), indent=1))
     if out:
         click.echo(f"wrote {Path(out) / 'compare.json'}")

@@ -1,4 +1,6 @@
-"""Maps: diversity and richness from observations, smoothing, species similarity, uncertainty, comparisons.
+"""Maps: the array maths of every map (diversity and richness, smoothing, cell area, species similarity,
+uncertainty, spatial statistics, comparisons). Arrays in, arrays out: reading files and caches and writing outputs
+is the products layer's job (``geoprom3e.products``).
 
 Names are imported lazily so ``geoprom3e.maps.<module>`` stays cheap to import.
 """
@@ -11,15 +13,15 @@ _EXPORTS = {
     "DIVERSITY_LAYERS": "geoprom3e.maps.diversity",
     "DiversityAccumulator": "geoprom3e.maps.diversity",
     "DiversityResult": "geoprom3e.maps.diversity",
-    "DiversityRun": "geoprom3e.maps.diversity",
     "DiversitySettings": "geoprom3e.maps.diversity",
-    "compute_diversity": "geoprom3e.maps.diversity",
     "diversity_from_chunks": "geoprom3e.maps.diversity",
-    "write_diversity_map": "geoprom3e.maps.diversity",
     "SMOOTHING_METHODS": "geoprom3e.maps.smoothing",
     "smooth": "geoprom3e.maps.smoothing",
-    # maps from the ProM3E embedding cache (other modules of this package)
-    "similarity_maps": "geoprom3e.maps.species",
+    "cell_area": "geoprom3e.maps.area",
+    "PairCounts": "geoprom3e.maps.pair_counts",
+    "morans_i": "geoprom3e.maps.spatial_stats",
+    "modified_ttest": "geoprom3e.maps.spatial_stats",
+    "similarity_block": "geoprom3e.maps.species",
     "uncertainty_layers": "geoprom3e.maps.uncertainty",
     "Comparison": "geoprom3e.maps.compare",
     "compare_rasters": "geoprom3e.maps.compare",

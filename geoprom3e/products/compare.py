@@ -11,7 +11,7 @@ from geoprom3e.maps.compare import Comparison, compare_rasters
 
 
 def compare_maps(a: str | Path, b: str | Path, *, band_a: str | None = None, band_b: str | None = None,
-                 out: str | Path | None = None, overwrite: bool = False) -> Comparison:
+                 out: str | Path | None = None, overwrite: bool = False, contiguity: str = "rook") -> Comparison:
     """Correlate two maps; with ``out`` also write ``compare.json`` and ``compare.png`` (hexbin)."""
     if out is not None:
         out = Path(out)
@@ -19,7 +19,7 @@ def compare_maps(a: str | Path, b: str | Path, *, band_a: str | None = None, ban
             raise OutputError(f"--out {str(out)!r} is a file, not a folder: choose a folder path")
         if not overwrite and (out / "compare.json").exists():
             raise OutputError(f"{out / 'compare.json'} exists: pass --overwrite or choose another --out")
-    res = compare_rasters(a, b, band_a=band_a, band_b=band_b)
+    res = compare_rasters(a, b, band_a=band_a, band_b=band_b, contiguity=contiguity)
     if out is None:
         return res
     targets = [out / "compare.json", out / "compare.png"]
@@ -39,7 +39,8 @@ def compare_maps(a: str | Path, b: str | Path, *, band_a: str | None = None, ban
     fig.colorbar(hb, ax=ax, label="cells (log)")
     ax.set_xlabel(f"{Path(str(a)).name} [{band_a or 1}]")
     ax.set_ylabel(f"{Path(str(b)).name} [{band_b or 1}]")
-    ax.set_title(f"Pearson r = {res.pearson_r:.3f}, Spearman ρ = {res.spearman_rho:.3f} (n = {res.n_cells})",
+    ax.set_title(f"Pearson r = {res.pearson_r:.3f} (Dutilleul p = {res.pearson_p_dutilleul:.2g}, effective n = "
+                 f"{res.effective_n:.0f} of {res.n_cells}), Spearman ρ = {res.spearman_rho:.3f}",
                  fontsize=9)
     fig.tight_layout()
     with atomic_path(targets[1]) as tmp:

@@ -43,7 +43,7 @@ def _ours(path: str, species: str | None, full: bool) -> dict:
 
     from geoprom3e.grid import get_grid
     from geoprom3e.io.observations import ColumnOverrides, ReadOptions
-    from geoprom3e.maps.diversity import compute_diversity, write_diversity_map
+    from geoprom3e.products.diversity import compute_diversity, write_diversity_map
 
     opts = ReadOptions(columns=ColumnOverrides(species=species))
     t = time.perf_counter()
@@ -225,7 +225,7 @@ def _scale_ours(path: str) -> dict:
     import xarray  # noqa: F401
 
     from geoprom3e.grid import get_grid
-    from geoprom3e.maps.diversity import write_diversity_map
+    from geoprom3e.products.diversity import write_diversity_map
 
     seen = [0, 0]
 

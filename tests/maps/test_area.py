@@ -12,7 +12,8 @@ from pyproj import Geod
 from geoprom3e.grid import get_grid
 from geoprom3e.grid.spec import GridSpec
 from geoprom3e.maps.area import cell_area, cell_area_method
-from geoprom3e.maps.diversity import DiversitySettings, write_diversity_map
+from geoprom3e.maps.diversity import DiversitySettings
+from geoprom3e.products.diversity import write_diversity_map
 from tests.conftest import shared_path
 
 #: Surface area of the WGS84 ellipsoid (NIMA TR8350.2 / Moritz 1980 authalic-sphere value), km².

@@ -9,10 +9,10 @@ from geoprom3e.io.observations import ObservationChunk, ObservationFilter, ReadO
 from geoprom3e.maps.diversity import (
     DIVERSITY_LAYERS,
     DiversitySettings,
-    compute_diversity,
     diversity_attrs,
     diversity_from_chunks,
 )
+from geoprom3e.products.diversity import compute_diversity
 from geoprom3e.testing.observations import synthetic_records, write_records
 from tests.conftest import shared_path
 
@@ -148,7 +148,7 @@ def test_dense_albers_grid_end_to_end(tmp_path):
     import rasterio
     from rio_cogeo.cogeo import cog_validate
 
-    from geoprom3e.maps.diversity import write_diversity_map
+    from geoprom3e.products.diversity import write_diversity_map
 
     path = shared_path("data", "inat_butterflies_western_us", "iNat_utah.csv")
     t = time.perf_counter()

@@ -3,7 +3,7 @@ import sys
 from pathlib import Path
 
 from geoprom3e.grid import get_grid
-from geoprom3e.maps.diversity import write_diversity_map
+from geoprom3e.products.diversity import write_diversity_map
 from tests.conftest import shared_path
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ from geoprom3e.errors import ConfigError, ObservationError
 from geoprom3e.grid.presets import get_grid
 from geoprom3e.io.observations import ObservationFilter, ReadOptions
 from geoprom3e.io.observations.filters import BASIS_OF_RECORD, parse_years
-from geoprom3e.maps.diversity import compute_diversity
+from geoprom3e.products.diversity import compute_diversity
 
 # three records in one Kansas cell of usa-250x500: one presence, one ABSENT, one counted 0
 THREE = (
