@@ -186,10 +186,20 @@ def write_diversity_map(
         attrs={**diversity_attrs(settings, grid, weighted), "inputs": ", ".join(Path(p).name for p in paths),
                "records_kept": result.counts["records_kept"]},
         overwrite=overwrite, png=png, manifest=manifest,
-        settings=recipe,
+        settings=recipe, datetime_range=records_date_range(result.counts.get("files", [])),
     )
     result.timings["total"] = time.perf_counter() - t0
     return DiversityRun(result, outputs)
+
+
+def records_date_range(files: list[dict]) -> tuple | None:
+    """(first, last) observation day over the files' kept records, as dates, or None when none carries a date."""
+    import datetime as dt
+
+    ranges = [f["date_range"] for f in files if f.get("date_range")]
+    if not ranges:
+        return None
+    return (dt.date.fromisoformat(min(r[0] for r in ranges)), dt.date.fromisoformat(max(r[1] for r in ranges)))
 
 
 def diversity_map(

@@ -55,7 +55,10 @@ def test_neon_gzip_rank_filter_and_abundance():
     sp = df[df.taxon_rank == "species"]
     assert reader.files[0].format == "csv+gzip"
     assert reader.files[0].columns == {"lat": "latitude", "lon": "longitude", "species": "scientific_name",
-                                       "abundance": "value", "rank": "taxon_rank", "name": "scientific_name"}
+                                       "abundance": "value", "rank": "taxon_rank", "name": "scientific_name",
+                                       "date": "observation_datetime"}
+    assert reader.files[0].date_range == (df.observation_datetime.str[:10][df.taxon_rank == "species"].min(),
+                                          df.observation_datetime.str[:10][df.taxon_rank == "species"].max())
     assert reader.kept == len(sp) == 296665
     assert reader.dropped == {"other rank": len(df) - len(sp)}
     assert weight.sum() == pytest.approx(sp.value.sum())

@@ -138,13 +138,14 @@ class ReadOptions:
         return roles
 
     def optional_roles(self) -> list[str]:
-        """Roles read when the file has them (absence columns, scientific name, year, observer)."""
+        """Roles read when the file has them (absence columns, scientific name, date, year, observer); the date
+        gives the maps' STAC items their time range."""
         f = self.filters
-        out = ["name"]
+        out = ["name", "date"]
         if not f.keep_absences:
             out += ["status", "count", "quantity"]
         if f.years is not None:
-            out += ["year", "date"]
+            out += ["year"]
         if f.drop_duplicates:
-            out += ["date", "observer"]
+            out += ["observer"]
         return out

@@ -89,12 +89,15 @@ class FileStats:
     """(min, max) latitude of the kept records."""
     lon_range: tuple[float, float] | None = None
     """(min, max) longitude of the kept records."""
+    date_range: tuple[str, str] | None = None
+    """(first, last) observation day (``YYYY-MM-DD``) of the kept records that carry a date."""
 
     def to_dict(self) -> dict:
         """JSON-ready dict (for the manifest)."""
         return {
             "path": self.path, "format": self.format, "columns": self.columns, "rows": self.rows,
             "kept": self.kept, "dropped": dict(self.dropped), "lat_range": self.lat_range, "lon_range": self.lon_range,
+            "date_range": self.date_range,
         }
 
 
@@ -239,6 +242,8 @@ class ObservationReader:
         if len(chunk):
             stats.lat_range = _extend(stats.lat_range, chunk.lat)
             stats.lon_range = _extend(stats.lon_range, chunk.lon)
+            if "date" in batch.schema.names:
+                stats.date_range = _extend_days(stats.date_range, batch.column("date"), keep)
         return chunk
 
     def _name_is_fallback(self, stats: FileStats) -> bool:
@@ -651,6 +656,17 @@ def _strings(col: pa.Array) -> pa.Array:
 def _equals(col: pa.Array, value: str) -> np.ndarray:
     lowered = pc.utf8_lower(pc.utf8_trim_whitespace(_strings(col)))
     return pc.fill_null(pc.equal(lowered, value.strip().lower()), False).to_numpy(zero_copy_only=False)
+
+
+def _extend_days(old: tuple[str, str] | None, col: pa.Array, keep: np.ndarray) -> tuple[str, str] | None:
+    """``old`` widened by the ISO days (first 10 characters) of the kept rows of a date column."""
+    days = pc.utf8_slice_codeunits(_strings(col), 0, 10).filter(pa.array(keep))
+    days = days.filter(pc.match_substring_regex(days, r"^\d{4}-\d{2}-\d{2}$"))
+    if not len(days):
+        return old
+    mm = pc.min_max(days)
+    lo, hi = mm["min"].as_py(), mm["max"].as_py()
+    return (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
 
 
 def _in_dates(col: pa.Array, date_from: str | None, date_to: str | None) -> np.ndarray:
