@@ -272,8 +272,12 @@ class FaultyFileServer:
             self._server.counters = {}
 
     def start(self) -> FaultyFileServer:
-        """Serve in a background thread (after clearing GDAL's HTTP cache: ports get reused)."""
+        """Serve in a background thread (after clearing GDAL's HTTP cache and the COG header cache: ports get
+        reused, so an href of an earlier server may name other bytes now)."""
+        from geoprom3e.imagery.cog import HEADERS
+
         clear_gdal_http_cache()
+        HEADERS.clear()
         self._thread = threading.Thread(target=self._server.serve_forever, name="faulty-files", daemon=True)
         self._thread.start()
         return self
