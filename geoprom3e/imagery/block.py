@@ -20,6 +20,7 @@ import rasterio
 
 from geoprom3e.errors import ImageryError, InputError
 from geoprom3e.imagery.cog import HEADERS, TileCache, merge_runs
+from geoprom3e.imagery.hrefs import check_scenes, href_policy
 from geoprom3e.imagery.http import FetchError
 from geoprom3e.imagery.outcome import tag
 from geoprom3e.imagery.reads import ReadError, ReadSettings, chip_window, read_window
@@ -106,6 +107,8 @@ class _CellReader:
         self.tiles = tiles if tiles is not None else TileCache()
         self.gdal = settings.gdal_options()
         self._scl_memo: dict[tuple, tuple[float, np.ndarray]] = {}
+        self.refused: dict[str, str] = {}
+        """Scene id -> why its hrefs may not be read (see :mod:`geoprom3e.imagery.hrefs`)."""
 
     def _read(self, scene: SceneItem, asset: str, lon: float, lat: float):
         self.counter.add("reads")
@@ -131,7 +134,7 @@ class _CellReader:
         ranged read per run of neighbouring tiles. Failures are left for each cell's own read to retry and record."""
         by_href: dict[str, list[tuple[float, float]]] = {}
         for scene, asset, lon, lat in jobs:
-            href = scene.hrefs.get(asset, "")
+            href = "" if scene.id in self.refused else scene.hrefs.get(asset, "")
             if href.startswith(("http://", "https://")):
                 by_href.setdefault(href, []).append((lon, lat))
         if not by_href:
@@ -166,6 +169,8 @@ class _CellReader:
     def scl_passes(self, scene: SceneItem, lon: float, lat: float) -> bool:
         """Whether the chip's SCL window is clear enough (False also when the read failed: the cell's own pass
         retries it); the result is kept for the cell's pass."""
+        if scene.id in self.refused:
+            return False
         self._thread_env()
         try:
             cf, _ = self._scl(scene, lon, lat)
@@ -222,6 +227,8 @@ class _CellReader:
         fractions: list[float] = []
         cloudy_fallback: tuple[float, SceneItem] | None = None
         for scene in scenes:
+            if scene.id in self.refused:
+                return FAILED, None, used, float("nan"), tag("refused", f"{scene.id}: {self.refused[scene.id]}")[:900]
             try:
                 cf, _ = self._scl(scene, lon, lat)
                 if cf > self.r.max_chip_cloud:
@@ -269,6 +276,8 @@ class _CellReader:
         for scene in scenes:
             if len(stack) >= self.r.median_k:
                 break
+            if scene.id in self.refused:
+                return FAILED, None, used, float("nan"), tag("refused", f"{scene.id}: {self.refused[scene.id]}")[:900]
             try:
                 cf, cloudy = self._scl(scene, lon, lat)
                 data, valid = self._read_assets(scene, lon, lat)
@@ -347,6 +356,8 @@ def fetch_chip_block(request: ImageryRequest, lats: np.ndarray, lons: np.ndarray
     per_cell = assign_scenes(scenes, lats, lons, request.max_scenes_per_cell)
     counter = _Counter()
     reader = _CellReader(request, signer, settings, counter, TileCache())
+    reader.refused = check_scenes(href_policy(request), scenes,
+                                  tuple(request.assets) + ((request.scl_asset,) if request.scl_asset else ()))
     todo = []
     for i in range(n):
         if not per_cell[i]:

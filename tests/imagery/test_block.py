@@ -6,13 +6,13 @@ from rasterio.windows import Window
 from geoprom3e.errors import InputError
 from geoprom3e.imagery import DONE, FAILED, NO_SCENE, ImageryRequest, fetch_chip_block
 from geoprom3e.testing.cogs import scene_lonlat
-from tests.imagery.conftest import synthetic
+from tests.imagery.conftest import LOOPBACK, synthetic
 
 WINDOW = "2020-01-01/2020-12-31"
 
 
 def _req(cat, **kw):
-    return ImageryRequest(stac_url=str(cat), datetime=kw.pop("datetime", WINDOW), **kw)
+    return ImageryRequest(stac_url=str(cat), datetime=kw.pop("datetime", WINDOW), allow_hosts=LOOPBACK, **kw)
 
 
 def _direct(path, col, row, size=256):
