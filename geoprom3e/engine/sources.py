@@ -99,6 +99,8 @@ class SatInput(_EncoderInput):
     """:class:`geoprom3e.imagery.ImageryRequest` (default: Planetary Computer, RGB, 2020 growing season)."""
     threads: int = 16
     """Concurrent chip reads per process."""
+    settings: Any = None
+    """:class:`geoprom3e.imagery.ReadSettings` for chip reads (retries, timeouts; None: the defaults)."""
 
     def _request(self) -> Any:
         from geoprom3e.imagery import ImageryRequest
@@ -126,7 +128,7 @@ class SatInput(_EncoderInput):
 
         source, signer, pool = self._source()
         block = fetch_chip_block(self._request(), lat, lon, source=source, signer=signer, executor=pool,
-                                 threads=self.threads)
+                                 threads=self.threads, settings=self.settings)
         ok = block.status == DONE
         # reasons start with their kind ("transient:", "corrupt:", "no_scene:", ...): geoprom3e.imagery.is_transient
         reasons = [
