@@ -31,6 +31,13 @@ def imagery_options(f):  # noqa: ANN001, ANN201
                      help="Chip pixel size (m)."),
         click.option("--signing", type=click.Choice(SIGNING_MODES), default=_D.signing, show_default=True,
                      help="auto: sign Azure blob hrefs (Planetary Computer); always; never."),
+        click.option("--allow-host", "allow_hosts", multiple=True, metavar="HOST",
+                     help="Also read asset hrefs on HOST (or *.domain); repeatable. Allowed without it: the STAC "
+                          "API's own host and *.blob.core.windows.net (unless --signing never)."),
+        click.option("--allow-local-dir", "allow_local_dirs", multiple=True, metavar="DIR",
+                     type=click.Path(file_okay=False),
+                     help="Also read local asset files under DIR (a local catalogue only; its own folder tree is "
+                          "always allowed); repeatable."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -38,18 +45,21 @@ def imagery_options(f):  # noqa: ANN001, ANN201
 
 
 IMAGERY_PARAMS = ("stac_url", "collection", "window", "max_cloud", "assets", "selection", "median_k",
-                  "max_chip_cloud", "no_scl_check", "chip_size", "resolution", "signing")
+                  "max_chip_cloud", "no_scl_check", "chip_size", "resolution", "signing", "allow_hosts",
+                  "allow_local_dirs")
 """Names of the parameters :func:`imagery_options` adds."""
 
 
 def request_from_cli(stac_url, collection, window, max_cloud, assets, selection, median_k,  # noqa: ANN001, ANN201
-                     max_chip_cloud, no_scl_check, chip_size, resolution, signing):
+                     max_chip_cloud, no_scl_check, chip_size, resolution, signing, allow_hosts=(),
+                     allow_local_dirs=()):
     """The :class:`ImageryRequest` the flags of :func:`imagery_options` describe."""
     return ImageryRequest(
         stac_url=stac_url, collection=collection, datetime=window, max_cloud=max_cloud,
         assets=tuple(a.strip() for a in assets.split(",") if a.strip()), chip_size=chip_size,
         resolution=resolution, selection=selection, median_k=median_k,
-        scl_asset=None if no_scl_check else _D.scl_asset, max_chip_cloud=max_chip_cloud, signing=signing)
+        scl_asset=None if no_scl_check else _D.scl_asset, max_chip_cloud=max_chip_cloud, signing=signing,
+        allow_hosts=tuple(allow_hosts), allow_local_dirs=tuple(allow_local_dirs))
 
 
 @click.command("fetch-chips")
@@ -67,8 +77,8 @@ def request_from_cli(stac_url, collection, window, max_cloud, assets, selection,
 @click.option("--overwrite", is_flag=True, help="Start over instead of resuming an existing store.")
 @click.option("--out", required=True, type=click.Path(), help="Zarr chip store to create or resume.")
 def fetch_chips_cmd(grid, cells_csv, bbox, no_mask, stac_url, collection, window, max_cloud, assets, selection,
-                    median_k, max_chip_cloud, no_scl_check, chip_size, resolution, signing, threads, block_size,
-                    retry_no_scene, overwrite, out) -> None:
+                    median_k, max_chip_cloud, no_scl_check, chip_size, resolution, signing, allow_hosts,
+                    allow_local_dirs, threads, block_size, retry_no_scene, overwrite, out) -> None:
     """Fetch a Sentinel-2 chip centred on every grid cell into a resumable Zarr store.
 
     One STAC search per block of cells (CQL2-JSON cloud filter, sorted least cloudy first), then windowed COG
@@ -82,7 +92,7 @@ def fetch_chips_cmd(grid, cells_csv, bbox, no_mask, stac_url, collection, window
       geoprom3e fetch-chips --grid usa-250x500 --assets B04,B03,B02,B08 --datetime 2021-06-01/2021-08-31 \\
           --max-cloud 10 --threads 32 --out usa_bands.zarr
       geoprom3e fetch-chips --cells cells.csv --stac-url ./demo_stac/catalog.json --datetime 2024-01-01/2025-12-31 \\
-          --out demo.zarr
+          --allow-local-dir ./scenes --out demo.zarr
     \b
     Read it back:  xarray.open_zarr("bay.zarr").chips   # [cell, band, y, x]
     """
@@ -91,7 +101,8 @@ def fetch_chips_cmd(grid, cells_csv, bbox, no_mask, stac_url, collection, window
     from geoprom3e.imagery.fetch import fetch_chips
 
     request = request_from_cli(stac_url, collection, window, max_cloud, assets, selection, median_k,
-                               max_chip_cloud, no_scl_check, chip_size, resolution, signing)
+                               max_chip_cloud, no_scl_check, chip_size, resolution, signing, allow_hosts,
+                               allow_local_dirs)
     bars: list = []  # the bar appears once the store is open and the cell count known
 
     def start(n: int) -> None:
@@ -113,6 +124,7 @@ def fetch_chips_cmd(grid, cells_csv, bbox, no_mask, stac_url, collection, window
     click.echo(f"{summary.store}: {c['done']}/{summary.cells} cells done, {c['failed']} failed, "
                f"{c['no_scene']} without a scene; {summary.fetched} fetched in {summary.seconds:.1f}s "
                f"({summary.chips_per_s:.1f} chips/s, {summary.search_requests} searches, {summary.reads} reads, "
+               f"{summary.requests} HTTP requests, "
                f"{summary.retries} retries)")
     if summary.failures_csv:
         click.echo(f"cells without a chip and why: {summary.failures_csv} (run the command again to retry)")

@@ -128,7 +128,8 @@ def run_demo(out_dir: str | Path = "demo-out", *, recipe: str | Path | None = No
     eng = doc.get("engine", {})
     request = ImageryRequest(stac_url=catalog.resolve().as_uri(),
                              datetime=str(im.get("datetime", "2020-05-01/2020-09-30")),
-                             max_cloud=float(im.get("max_cloud", 20)), chip_size=world.chip_px)
+                             max_cloud=float(im.get("max_cloud", 20)), chip_size=world.chip_px,
+                             allow_local_dirs=(str(world_dir / "scenes"),))  # the scenes sit beside the catalogue
     inputs = [SatInput(weights=str(sat_w), request=request, threads=int(im.get("threads", 8))), LocInput()]
     cache_path = out / "cache"
     say("embedding the grid (chips via the static STAC catalogue, GeoCLIP locations) into the cache")

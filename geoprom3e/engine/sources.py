@@ -99,6 +99,8 @@ class SatInput(_EncoderInput):
     """:class:`geoprom3e.imagery.ImageryRequest` (default: Planetary Computer, RGB, 2020 growing season)."""
     threads: int = 16
     """Concurrent chip reads per process."""
+    settings: Any = None
+    """:class:`geoprom3e.imagery.ReadSettings` for chip reads (retries, timeouts; None: the defaults)."""
 
     def _request(self) -> Any:
         from geoprom3e.imagery import ImageryRequest
@@ -107,7 +109,7 @@ class SatInput(_EncoderInput):
 
     def cache_key(self) -> dict[str, Any]:  # noqa: D102
         req = dataclasses.asdict(self._request())
-        for k in ("signing", "page_limit"):
+        for k in ("signing", "page_limit", "allow_hosts", "allow_local_dirs"):  # they never change pixels
             req.pop(k, None)
         return {**self._encoder_key(), "imagery": req}
 
@@ -126,13 +128,18 @@ class SatInput(_EncoderInput):
 
         source, signer, pool = self._source()
         block = fetch_chip_block(self._request(), lat, lon, source=source, signer=signer, executor=pool,
-                                 threads=self.threads)
+                                 threads=self.threads, settings=self.settings)
         ok = block.status == DONE
+        # reasons start with their kind ("transient:", "corrupt:", "no_scene:", ...): geoprom3e.imagery.is_transient
         reasons = [
             "" if ok[i] else (block.reason[i] or STATUS_NAMES[int(block.status[i])]) for i in range(lat.shape[0])
         ]
+        n = max(lat.shape[0], 1)
+        # the chunk's HTTP requests for COG bytes, spread over its cells: sum() / chips done = requests per chip
+        requests = np.full(lat.shape[0], block.stats.get("requests", 0) / n, np.float32)
         return Gathered(block.chips[ok], ok, reasons,
-                        {"item_id": np.array(block.item_id), "cloud_fraction": block.cloud_fraction})
+                        {"item_id": np.array(block.item_id), "cloud_fraction": block.cloud_fraction,
+                         "requests": requests})
 
     def encode(self, raw: np.ndarray) -> np.ndarray:  # noqa: D102
         return self._encode_items(raw)

@@ -18,8 +18,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import rasterio
 
-from geoprom3e.errors import InputError
-from geoprom3e.imagery.reads import ReadError, ReadSettings, read_window
+from geoprom3e.errors import ImageryError, InputError
+from geoprom3e.imagery.cog import HEADERS, TileCache, merge_runs
+from geoprom3e.imagery.hrefs import check_scenes, href_policy
+from geoprom3e.imagery.http import FetchError
+from geoprom3e.imagery.outcome import tag
+from geoprom3e.imagery.reads import ReadError, ReadSettings, chip_window, read_window
 from geoprom3e.imagery.request import SCL_CLOUD_CLASSES, ImageryRequest
 from geoprom3e.imagery.scenes import SceneItem, assign_scenes, cells_bbox
 from geoprom3e.imagery.search import ItemSource, open_source
@@ -41,7 +45,8 @@ class ChipBlock:
     status: np.ndarray
     """[n] uint8 codes, see :data:`STATUS_NAMES`."""
     reason: list[str]
-    """Why a cell is not done (empty for done cells; a note for done cells that needed a fallback)."""
+    """Why a cell is not done, starting with its kind (``transient:``, ``corrupt:``, ``missing:``, ``refused:``,
+    ``no_scene:``, ``error:``; see :mod:`geoprom3e.imagery.outcome`); a note for done cells that needed a fallback."""
     item_id: list[str]
     """Item(s) the chip came from (comma-joined for mosaics and medians)."""
     datetime: list[str]
@@ -51,12 +56,18 @@ class ChipBlock:
     cloud_fraction: np.ndarray
     """[n] float32 fraction of SCL cloud/shadow/cirrus pixels inside the chip, NaN when not checked."""
     stats: dict = field(default_factory=dict)
-    """Counters: ``search_requests``, ``scenes``, ``reads``, ``retries``, ``search_seconds``, ``seconds``."""
+    """Counters: ``search_requests``, ``scenes``, ``reads`` (chip windows read), ``requests`` (HTTP requests for COG
+    bytes, headers included), ``retries``, ``search_seconds``, ``seconds``."""
 
     @property
     def n_done(self) -> int:
         """Cells with a chip."""
         return int(np.sum(self.status == DONE))
+
+    @property
+    def requests_per_chip(self) -> float:
+        """HTTP requests for COG bytes per chip delivered (NaN when no chip)."""
+        return self.stats.get("requests", 0) / self.n_done if self.n_done else float("nan")
 
 
 class _Counter:
@@ -90,14 +101,82 @@ _thread_state = threading.local()
 class _CellReader:
     """Reads the chip of one cell from its candidate scenes (the per-cell policy lives here)."""
 
-    def __init__(self, request: ImageryRequest, signer: Signer, settings: ReadSettings, counter: _Counter):
+    def __init__(self, request: ImageryRequest, signer: Signer, settings: ReadSettings, counter: _Counter,
+                 tiles: TileCache | None = None):
         self.r, self.signer, self.settings, self.counter = request, signer, settings, counter
+        self.tiles = tiles if tiles is not None else TileCache()
         self.gdal = settings.gdal_options()
+        self._scl_memo: dict[tuple, tuple[float, np.ndarray]] = {}
+        self.refused: dict[str, str] = {}
+        """Scene id -> why its hrefs may not be read (see :mod:`geoprom3e.imagery.hrefs`)."""
 
     def _read(self, scene: SceneItem, asset: str, lon: float, lat: float):
         self.counter.add("reads")
-        return read_window(scene.hrefs[asset], lon, lat, self.r.chip_size, self.r.resolution, self.signer,
-                           self.settings, counters=self.counter)
+        try:
+            return read_window(scene.hrefs[asset], lon, lat, self.r.chip_size, self.r.resolution, self.signer,
+                               self.settings, counters=self.counter, tiles=self.tiles)
+        except ImageryError as exc:  # the token endpoint failed (429, down): an outage, not a property of the cell
+            raise ReadError("transient", str(exc)) from None
+
+    # -- block prefetch: the tiles many cells need, in few merged ranged reads ------------------------------
+    def _header(self, href: str):
+        try:
+            return HEADERS.get(href, self.signer.sign(href), self.settings.header_bytes,
+                               self.settings.http_timeout_s, lambda: self.counter.add("requests"))
+        except FetchError as exc:
+            self.counter.add(exc.kind)
+        except ImageryError:
+            self.counter.add("transient")
+        return None  # the cell's own read retries and records why
+
+    def prefetch(self, jobs: list[tuple[SceneItem, str, float, float]], pool: Executor) -> None:
+        """Fetch the full-resolution tiles under the chip windows of ``jobs`` (scene, asset, lon, lat), one merged
+        ranged read per run of neighbouring tiles. Failures are left for each cell's own read to retry and record."""
+        by_href: dict[str, list[tuple[float, float]]] = {}
+        for scene, asset, lon, lat in jobs:
+            href = "" if scene.id in self.refused else scene.hrefs.get(asset, "")
+            if href.startswith(("http://", "https://")):
+                by_href.setdefault(href, []).append((lon, lat))
+        if not by_href:
+            return
+        headers = dict(zip(by_href, pool.map(self._header, list(by_href))))
+        runs = []
+        for href, cells in by_href.items():
+            h = headers[href]
+            if h is None:
+                continue
+            try:
+                ranges = [rg for lon, lat in cells
+                          for rg in h.ranges(chip_window(h, lon, lat, self.r.chip_size, self.r.resolution)[0])]
+            except FetchError:
+                continue
+            todo = self.tiles.missing(href, ranges)
+            runs += [(href, run) for run in merge_runs(todo, self.settings.merge_gap_bytes,
+                                                       self.settings.max_run_bytes)]
+
+        def fetch(job: tuple[str, tuple[int, int]]) -> None:
+            href, run = job
+            try:
+                self.tiles.fetch(href, self.signer.sign(href), [run], self.settings.http_timeout_s,
+                                 lambda: self.counter.add("requests"))
+            except FetchError as exc:  # the cell's own read retries and records why
+                self.counter.add(exc.kind)
+            except ImageryError:
+                self.counter.add("transient")
+
+        list(pool.map(fetch, runs))
+
+    def scl_passes(self, scene: SceneItem, lon: float, lat: float) -> bool:
+        """Whether the chip's SCL window is clear enough (False also when the read failed: the cell's own pass
+        retries it); the result is kept for the cell's pass."""
+        if scene.id in self.refused:
+            return False
+        self._thread_env()
+        try:
+            cf, _ = self._scl(scene, lon, lat)
+        except ReadError:
+            return False
+        return not cf > self.r.max_chip_cloud
 
     def _read_assets(self, scene: SceneItem, lon: float, lat: float) -> tuple[np.ndarray, np.ndarray]:
         parts, valid = [], None
@@ -110,9 +189,14 @@ class _CellReader:
     def _scl(self, scene: SceneItem, lon: float, lat: float) -> tuple[float, np.ndarray | None]:
         if not self.r.scl_asset:
             return float("nan"), None
+        key = (scene.id, lon, lat)
+        hit = self._scl_memo.get(key)
+        if hit is not None:
+            return hit
         w = self._read(scene, self.r.scl_asset, lon, lat)
         cloudy = np.isin(w.data[0], SCL_CLOUD_CLASSES) & w.valid
-        return _cloud_fraction(w.data, w.valid), cloudy
+        self._scl_memo[key] = out = (_cloud_fraction(w.data, w.valid), cloudy)
+        return out
 
     def _thread_env(self) -> None:
         """Enter the GDAL settings once per worker thread (rasterio's Env is thread-local) and keep them."""
@@ -143,6 +227,8 @@ class _CellReader:
         fractions: list[float] = []
         cloudy_fallback: tuple[float, SceneItem] | None = None
         for scene in scenes:
+            if scene.id in self.refused:
+                return FAILED, None, used, float("nan"), tag("refused", f"{scene.id}: {self.refused[scene.id]}")[:900]
             try:
                 cf, _ = self._scl(scene, lon, lat)
                 if cf > self.r.max_chip_cloud:
@@ -151,11 +237,8 @@ class _CellReader:
                         cloudy_fallback = (cf, scene)
                     continue
                 data, valid = self._read_assets(scene, lon, lat)
-            except ReadError as exc:
-                if exc.kind != "permanent":  # the service is struggling: retry this cell later, same scene order
-                    return FAILED, None, used, float("nan"), f"{scene.id}: {exc}"
-                notes.append(f"{scene.id}: {exc}")
-                continue
+            except ReadError as exc:  # never fall back after an error: the chip would differ from a fault-free run
+                return FAILED, None, used, float("nan"), tag(exc.outcome, f"{scene.id}: {exc}")[:900]
             if not valid.any():
                 notes.append(f"{scene.id}: chip is all nodata")
                 continue
@@ -185,22 +268,21 @@ class _CellReader:
                     return DONE, data, [scene], cf, f"every scene cloudier than {self.r.max_chip_cloud:.0%} " \
                                                     f"in the chip; used the least cloudy ({cf:.0%})"
             except ReadError as exc:
-                notes.append(f"{scene.id}: {exc}")
-        return FAILED, None, used, float("nan"), "; ".join(notes)[:900] or "no readable scene"
+                return FAILED, None, used, float("nan"), tag(exc.outcome, f"{scene.id}: {exc}")[:900]
+        return NO_SCENE, None, used, float("nan"), tag("no_scene", "; ".join(notes) or "no readable scene")[:900]
 
     def _median(self, lon: float, lat: float, scenes: list[SceneItem]) -> tuple:
         stack, used, fractions, notes = [], [], [], []
         for scene in scenes:
             if len(stack) >= self.r.median_k:
                 break
+            if scene.id in self.refused:
+                return FAILED, None, used, float("nan"), tag("refused", f"{scene.id}: {self.refused[scene.id]}")[:900]
             try:
                 cf, cloudy = self._scl(scene, lon, lat)
                 data, valid = self._read_assets(scene, lon, lat)
             except ReadError as exc:
-                if exc.kind != "permanent":
-                    return FAILED, None, used, float("nan"), f"{scene.id}: {exc}"
-                notes.append(f"{scene.id}: {exc}")
-                continue
+                return FAILED, None, used, float("nan"), tag(exc.outcome, f"{scene.id}: {exc}")[:900]
             good = valid & (~cloudy if cloudy is not None else True)
             if not good.any():
                 notes.append(f"{scene.id}: no clear pixel in chip")
@@ -209,7 +291,7 @@ class _CellReader:
             used.append(scene)
             fractions.append(cf)
         if not stack:
-            return FAILED, None, used, float("nan"), "; ".join(notes)[:900] or "no readable scene"
+            return NO_SCENE, None, used, float("nan"), tag("no_scene", "; ".join(notes) or "no clear scene")[:900]
         med = np.nanmedian(np.stack(stack), axis=0)
         holes = np.isnan(med).all(axis=0).mean()
         med = np.nan_to_num(med, nan=0.0)
@@ -217,6 +299,18 @@ class _CellReader:
         note = f"median of {len(stack)} scene(s)" + (f"; {holes:.0%} without a clear pixel" if holes else "")
         finite = [f for f in fractions if np.isfinite(f)]
         return DONE, chip, used, float(np.mean(finite)) if finite else float("nan"), note
+
+
+def _prefetch_first_scenes(reader: _CellReader, request: ImageryRequest, pool: Executor, todo: list[int],
+                           first: list[SceneItem], lons: np.ndarray, lats: np.ndarray) -> None:
+    """Fetch what the usual case reads, merged across cells: the SCL windows of each cell's least-cloudy scene at
+    their native resolution, then the asset windows of the cells whose SCL passed (none for cells it rejects)."""
+    passed = list(range(len(todo)))
+    if request.scl_asset:
+        reader.prefetch([(first[k], request.scl_asset, lons[i], lats[i]) for k, i in enumerate(todo)], pool)
+        ok = list(pool.map(lambda k: reader.scl_passes(first[k], lons[todo[k]], lats[todo[k]]), passed))
+        passed = [k for k in passed if ok[k]]
+    reader.prefetch([(first[k], a, lons[todo[k]], lats[todo[k]]) for k in passed for a in request.assets], pool)
 
 
 def _validate_cells(lats: np.ndarray, lons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -261,13 +355,15 @@ def fetch_chip_block(request: ImageryRequest, lats: np.ndarray, lons: np.ndarray
     t_search = time.perf_counter() - t_search
     per_cell = assign_scenes(scenes, lats, lons, request.max_scenes_per_cell)
     counter = _Counter()
-    reader = _CellReader(request, signer, settings, counter)
+    reader = _CellReader(request, signer, settings, counter, TileCache())
+    reader.refused = check_scenes(href_policy(request), scenes,
+                                  tuple(request.assets) + ((request.scl_asset,) if request.scl_asset else ()))
     todo = []
     for i in range(n):
         if not per_cell[i]:
             out.status[i] = NO_SCENE
-            out.reason[i] = (f"no {request.collection} scene with cloud < {request.max_cloud:g}% in "
-                             f"{request.datetime} covers this cell")
+            out.reason[i] = tag("no_scene", f"no {request.collection} scene with cloud < {request.max_cloud:g}% "
+                                            f"in {request.datetime} covers this cell")
         else:
             todo.append(i)
     if progress and n - len(todo):
@@ -275,6 +371,8 @@ def fetch_chip_block(request: ImageryRequest, lats: np.ndarray, lons: np.ndarray
     own = executor is None
     pool = executor or ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="chip")
     try:
+        if request.selection == "least-cloudy" and todo:
+            _prefetch_first_scenes(reader, request, pool, todo, [scenes[per_cell[i][0]] for i in todo], lons, lats)
         futures = {pool.submit(reader, lons[i], lats[i], [scenes[j] for j in per_cell[i]]): i for i in todo}
         for fut in as_completed(futures):
             i = futures[fut]
@@ -282,7 +380,8 @@ def fetch_chip_block(request: ImageryRequest, lats: np.ndarray, lons: np.ndarray
                 status, chip, used, cf, note = fut.result()
             except Exception as exc:  # a bug or an unexpected library error: record it, keep going
                 log.exception("cell %d failed unexpectedly", i)
-                status, chip, used, cf, note = FAILED, None, [], float("nan"), f"{type(exc).__name__}: {exc}"
+                status, chip, used, cf, note = FAILED, None, [], float("nan"), tag(
+                    "error", f"{type(exc).__name__}: {exc}")[:900]
             out.status[i], out.reason[i], out.cloud_fraction[i] = status, note, cf
             if used:
                 out.item_id[i] = ",".join(s.id for s in used)
@@ -295,7 +394,9 @@ def fetch_chip_block(request: ImageryRequest, lats: np.ndarray, lons: np.ndarray
     finally:
         if own:
             pool.shutdown(wait=True, cancel_futures=True)
+        reader.tiles.clear()
     out.stats = {"search_requests": source.requests_made - requests_before, "scenes": len(scenes),
-                 "reads": counter.get("reads"), "retries": counter.get("transient") + counter.get("auth"),
+                 "reads": counter.get("reads"), "requests": counter.get("requests"),
+                 "retries": counter.get("transient") + counter.get("auth"),
                  "search_seconds": t_search, "seconds": time.perf_counter() - t0}
     return out

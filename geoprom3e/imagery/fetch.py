@@ -47,6 +47,8 @@ class FetchSummary:
     """COG window reads (assets and SCL) made in this run."""
     retries: int
     """Reads retried after a transient fault or a 403."""
+    requests: int = 0
+    """HTTP requests for COG bytes (headers included) made in this run."""
     failures_csv: str | None = None
     """CSV of the cells that are not done, with their reason (``None`` when every cell is done)."""
     contact_sheet: str | None = None
@@ -126,8 +128,8 @@ def _fetch_blocks(request, store, todo_mask, source, signer, settings, threads, 
                                      settings=settings, executor=pool, progress=progress)
             store.write_block(idx, block)
             totals["blocks"] += 1
-            for k in ("search_requests", "reads", "retries"):
-                totals[k] += block.stats[k]
+            for k in ("search_requests", "reads", "retries", "requests"):
+                totals[k] += block.stats.get(k, 0)
             log.info("block %d: %d/%d done (%d search, %d reads, %.1fs)", b0 // store.block_size, block.n_done,
                      idx.size, block.stats["search_requests"], block.stats["reads"], block.stats["seconds"])
 
@@ -173,7 +175,7 @@ def fetch_chips_to_zarr(request: ImageryRequest, cell_ids, lats, lons, out: str 
         progress(skipped)
     signer = Signer(request.signing)
     settings = settings or ReadSettings()
-    totals = {"search_requests": 0, "reads": 0, "retries": 0, "blocks": 0}
+    totals = {"search_requests": 0, "reads": 0, "retries": 0, "requests": 0, "blocks": 0}
     n = len(store.cell_id)
     try:
         _fetch_blocks(request, store, todo_mask, source, signer, settings, threads, progress, max_blocks, totals)
@@ -186,7 +188,7 @@ def fetch_chips_to_zarr(request: ImageryRequest, cell_ids, lats, lons, out: str 
     summary = FetchSummary(
         store=str(out), cells=n, fetched=fetched if fetched is not None else int(n - skipped - counts["pending"]),
         counts=counts, seconds=time.perf_counter() - t0, search_requests=totals["search_requests"],
-        reads=totals["reads"], retries=totals["retries"],
+        reads=totals["reads"], retries=totals["retries"], requests=totals["requests"],
         failures_csv=str(p) if (p := write_failures(store, sidecar(out, ".failures.csv"))) else None,
         contact_sheet=str(p) if (p := write_contact_sheet(store, sidecar(out, ".contact.png"))) else None,
         extra={"blocks": totals["blocks"], "threads": threads, "block_size": store.block_size,

@@ -1,5 +1,6 @@
-"""Windowed COG reads in the file's own CRS, centred on a cell, with the GDAL settings large STAC reads need and
-retries that tell transient faults (429/5xx/timeouts/truncated bodies), expired tokens (403) and bad files apart."""
+"""Windowed COG reads in the file's own CRS, centred on a cell, with retries that tell transient faults
+(429/5xx/timeouts/bodies cut short), expired tokens (403), missing files (404) and corrupt files apart by their
+cause: the HTTP status and byte count of each request (:mod:`geoprom3e.imagery.http`), never a GDAL message."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
+from geoprom3e.imagery.cog import HEADERS, TileCache, merge_runs
+from geoprom3e.imagery.http import FetchError
 from geoprom3e.imagery.signing import Signer
 
 log = logging.getLogger(__name__)
@@ -30,7 +33,13 @@ class ReadSettings:
     http_timeout_s: float = 30.0
     """GDAL_HTTP_TIMEOUT: seconds before a stalled HTTP request counts as a timeout."""
     gdal_retries: int = 2
-    """GDAL_HTTP_MAX_RETRY: retries GDAL itself makes on 429/5xx before reporting a failure."""
+    """GDAL_HTTP_MAX_RETRY: retries GDAL itself makes on 429/5xx before reporting a failure (local reads only)."""
+    header_bytes: int = 65536
+    """Bytes of each COG fetched first (IFDs and tile index); more is fetched when the index lies further."""
+    merge_gap_bytes: int = 65536
+    """Tile ranges of one asset closer than this are fetched as one ranged read."""
+    max_run_bytes: int = 16 << 20
+    """Largest merged ranged read."""
 
     def gdal_options(self) -> dict[str, str | int]:
         """GDAL config options for chip reads (DESIGN §8)."""
@@ -52,56 +61,16 @@ class ReadSettings:
 
 
 class ReadError(Exception):
-    """A chip read that failed; ``kind`` is ``transient``, ``auth`` or ``permanent``."""
+    """A chip read that failed; ``kind`` is ``transient``, ``auth``, ``corrupt``, ``missing`` or ``permanent``."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
 
-
-_DECODE = ("tiffreadencoded", "ireadblock", "decod", "deflate", "lzw", "zstd", "jpeg", "short read", "read failed")
-_TRANSIENT = ("response code: 5", "response code: 429", "timed out", "timeout", "transfer closed",
-              "connection reset", "couldn't connect", "could not connect", "empty reply", "recv failure",
-              "partial file", "outstanding read data", "read error", "failed to connect")
-
-
-def _probe_status(url: str, timeout: float) -> int | None:
-    """HTTP status of a 1-byte ranged GET (GDAL hides it behind "does not exist"), ``None`` on network errors."""
-    import requests
-
-    try:
-        r = requests.get(url, headers={"Range": "bytes=0-0"}, timeout=timeout, stream=True)
-        r.close()
-        return r.status_code
-    except requests.RequestException:
-        return None
-
-
-def classify(exc: Exception, url: str, timeout: float) -> ReadError:
-    """Turn a rasterio/GDAL error on ``url`` into a :class:`ReadError` with its kind."""
-    parts, e = [], exc
-    while e is not None and len(parts) < 4:  # rasterio chains the GDAL error ("Read failed. See previous ...")
-        parts.append(str(e))
-        e = e.__cause__ or e.__context__
-    msg = " <- ".join(parts).replace("\n", " ")
-    low = msg.lower()
-    if "response code: 403" in low:
-        return ReadError("auth", f"HTTP 403 (token expired or missing): {msg[:160]}")
-    if any(t in low for t in _TRANSIENT):
-        return ReadError("transient", msg[:200])
-    if url.startswith(("http://", "https://")) and ("does not exist" in low or "no such file" in low):
-        status = _probe_status(url, timeout)
-        if status == 403:
-            return ReadError("auth", "HTTP 403 on open (token expired or missing)")
-        if status is None or status == 429 or status >= 500:
-            return ReadError("transient", f"HTTP {status or 'connection error'} on open")
-        if status == 404:
-            return ReadError("permanent", "asset file not found (HTTP 404)")
-        return ReadError("transient", f"open failed although the server answers HTTP {status}: {msg[:120]}")
-    if url.startswith(("http://", "https://")) and any(t in low for t in _DECODE):
-        # a block that does not decode after an HTTP read is most often a body cut short: try again
-        return ReadError("transient", f"block read failed (truncated response?): {msg[:160]}")
-    return ReadError("permanent", f"unreadable COG: {msg[:200]}")
+    @property
+    def outcome(self) -> str:
+        """The failure kind recorded for the cell (see :mod:`geoprom3e.imagery.outcome`)."""
+        return {"auth": "transient", "permanent": "corrupt"}.get(self.kind, self.kind)
 
 
 _local = threading.local()
@@ -175,9 +144,12 @@ def chip_window(ds, lon: float, lat: float, size: int, resolution: float) -> tup
     return Window(col_off, row_off, int(round(w)), int(round(w))), size / max(w, 1e-9)
 
 
-def read_window_once(url: str, lon: float, lat: float, size: int, resolution: float) -> WindowRead:
-    """Open ``url`` (signed already) and read the chip window; partial windows are padded with nodata."""
-    with rasterio.open(url) as ds:
+def read_window_once(url: str, lon: float, lat: float, size: int, resolution: float,
+                     overviews: bool = True) -> WindowRead:
+    """Open ``url`` (signed already) and read the chip window; partial windows are padded with nodata.
+
+    ``overviews=False`` reads full-resolution tiles only (what a block prefetched)."""
+    with rasterio.open(url, **({} if overviews else {"OVERVIEW_LEVEL": "NONE"})) as ds:
         win, scale = chip_window(ds, lon, lat, size, resolution)
         nodata = ds.nodata if ds.nodata is not None else 0
         out = np.full((ds.count, size, size), nodata, dtype=ds.dtypes[0])
@@ -202,41 +174,74 @@ def read_window_once(url: str, lon: float, lat: float, size: int, resolution: fl
         return WindowRead(out, valid)
 
 
+def _read_local(path: str, lon: float, lat: float, size: int, resolution: float) -> WindowRead:
+    try:
+        return read_window_once(path, lon, lat, size, resolution)
+    except rasterio.errors.RasterioError as exc:
+        import os
+
+        if not os.path.exists(path):
+            raise ReadError("missing", f"asset file {path!r} does not exist") from None
+        raise ReadError("corrupt", f"unreadable COG: {str(exc)[:200]}") from None
+
+
+def _read_remote(href: str, url: str, lon: float, lat: float, size: int, resolution: float,
+                 settings: ReadSettings, tiles: TileCache, count) -> WindowRead:
+    """One attempt: header (cached), the window's tiles (cached or fetched whole), decode from memory."""
+    header = HEADERS.get(href, url, settings.header_bytes, settings.http_timeout_s, count)
+    win, _ = chip_window(header, lon, lat, size, resolution)
+    ranges = header.ranges(win)
+    todo = tiles.missing(href, ranges)
+    if todo:
+        tiles.fetch(href, url, merge_runs(todo, settings.merge_gap_bytes, settings.max_run_bytes),
+                    settings.http_timeout_s, count)
+    with tiles.sparse(header, ranges) as path:
+        try:
+            return read_window_once(path, lon, lat, size, resolution, overviews=False)
+        except rasterio.errors.RasterioError as exc:
+            raise FetchError("corrupt", f"tiles arrived whole but do not decode: {str(exc)[:160]}") from None
+
+
 def read_window(href: str, lon: float, lat: float, size: int, resolution: float, signer: Signer,
-                settings: ReadSettings, counters=None) -> WindowRead:
+                settings: ReadSettings, counters=None, tiles: TileCache | None = None) -> WindowRead:
     """Read one chip window of the (unsigned) ``href``, signing right before each attempt.
 
-    Transient faults are retried with exponential backoff, a 403 re-signs with a fresh token, anything else
-    raises :class:`ReadError` at once. Call inside ``rasterio.Env(**settings.gdal_options())``.
+    Over http(s) every byte comes through a classified ranged GET (header cached per asset, tiles from ``tiles``
+    when a block prefetched them): HTTP 429/5xx, timeouts and short bodies are retried with exponential backoff,
+    a 403 re-signs with a fresh token, and anything else raises :class:`ReadError` at once (``corrupt`` when whole
+    bytes do not decode, ``missing`` on 404). ``counters.add("requests")`` counts every HTTP request.
+    Local files are read directly (call inside ``rasterio.Env(**settings.gdal_options())``).
     """
-    last: ReadError | None = None
-    verified = False
-    for attempt in range(settings.retries + 1):
-        signed = signer.sign(href)
-        try:
-            return read_window_once(signed, lon, lat, size, resolution)
-        except rasterio.errors.RasterioError as exc:
-            last = classify(exc, signed, settings.http_timeout_s)
-            if signed.startswith(("http://", "https://")):
-                clear_gdal_http_cache(signed)  # GDAL caches the failure; make the next try (or run) ask again
-                if last.kind == "permanent" and not verified:
-                    # a header cut short looks like a corrupt file: read once more before calling it corrupt
-                    verified = True
-                    try:
-                        return read_window_once(signed, lon, lat, size, resolution)
-                    except rasterio.errors.RasterioError as exc2:
-                        last = classify(exc2, signed, settings.http_timeout_s)
-                        clear_gdal_http_cache(signed)
+    if not href.startswith(("http://", "https://")):
+        return _read_local(href.removeprefix("file://"), lon, lat, size, resolution)
+    own = tiles is None
+    tiles = tiles or TileCache()
+
+    def count() -> None:
         if counters is not None:
-            counters.add(last.kind)
-        if last.kind == "permanent":
-            raise last
-        if last.kind == "auth":
-            signer.invalidate(href, signed)
-            if not signer.needs_signing(href):
-                raise ReadError("permanent", f"{last} and the href is not signed (signing='never')")
-        if attempt < settings.retries:
-            delay = settings.backoff_s * (2 ** attempt) * (0.75 + 0.5 * np.random.random())
-            log.debug("retrying %s in %.2fs after %s", href, delay, last)
-            time.sleep(delay if last.kind != "auth" else 0)
-    raise ReadError(last.kind, f"gave up after {settings.retries + 1} attempts: {last}")
+            counters.add("requests")
+
+    last: ReadError | None = None
+    try:
+        for attempt in range(settings.retries + 1):
+            signed = signer.sign(href)
+            try:
+                return _read_remote(href, signed, lon, lat, size, resolution, settings, tiles, count)
+            except FetchError as exc:
+                last = ReadError(exc.kind, str(exc))
+            if counters is not None:
+                counters.add(last.kind)
+            if last.kind not in ("transient", "auth"):
+                raise last
+            if last.kind == "auth":
+                signer.invalidate(href, signed)
+                if not signer.needs_signing(href):
+                    raise ReadError("auth", f"{last} and the href is not signed (signing='never')")
+            if attempt < settings.retries:
+                delay = settings.backoff_s * (2 ** attempt) * (0.75 + 0.5 * np.random.random())
+                log.debug("retrying %s in %.2fs after %s", href, delay, last)
+                time.sleep(delay if last.kind != "auth" else 0)
+        raise ReadError(last.kind, f"gave up after {settings.retries + 1} attempts: {last}")
+    finally:
+        if own:
+            tiles.clear()

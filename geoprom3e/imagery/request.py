@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -56,10 +56,27 @@ class ImageryRequest:
     http href through the token endpoint (``PC_SDK_SAS_URL``); ``never``."""
     page_limit: int = 1000
     """Items per search page (one search per block of cells, never one per cell)."""
+    allow_hosts: tuple[str, ...] = field(default=(), compare=False)
+    """Hosts asset hrefs may name besides the STAC API's own host and the signing provider's storage hosts
+    (``*.blob.core.windows.net``): exact names or ``*.domain`` patterns (``--allow-host``). Pixels do not depend
+    on it, so a store or cache built under another allow-list still matches."""
+    allow_local_dirs: tuple[str, ...] = field(default=(), compare=False)
+    """Folders local asset files may lie in besides a local catalogue's own folder tree (``--allow-local-dir``);
+    a remote catalogue never opens local files."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.assets, tuple):
             object.__setattr__(self, "assets", tuple(self.assets))
+        if isinstance(self.allow_hosts, str) or isinstance(self.allow_local_dirs, str):
+            raise ConfigError("allow_hosts and allow_local_dirs take a list of names, not one string")
+        hosts = tuple(str(h).strip().lower() for h in self.allow_hosts)
+        bad = [h for h in hosts if not h or "/" in h or ":" in h]
+        if bad:
+            raise ConfigError(f"allowed host {bad[0]!r} is not a host name: give e.g. data.example.org or "
+                              "*.example.org (no scheme, port or path)")
+        object.__setattr__(self, "allow_hosts", hosts)
+        object.__setattr__(self, "allow_local_dirs",
+                           tuple(str(Path(d).expanduser().resolve()) for d in self.allow_local_dirs))
         if not self.stac_url:
             raise ConfigError("stac_url is empty: give a STAC API URL or a path to a static catalog.json")
         object.__setattr__(self, "stac_url", normalize_stac_url(self.stac_url))
@@ -114,6 +131,8 @@ class ImageryRequest:
         """Inverse of :meth:`to_json`."""
         d = json.loads(text)
         d["assets"] = tuple(d["assets"])
+        for k in ("allow_hosts", "allow_local_dirs"):
+            d[k] = tuple(d.get(k, ()))
         return cls(**d)
 
     def replace(self, **changes) -> ImageryRequest:

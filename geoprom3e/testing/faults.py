@@ -245,13 +245,15 @@ class FaultyFileServer:
         return self._server.faults
 
     def set_faults(self, faults: FaultConfig | None = None, **changes) -> None:
-        """Replace the faults (or change some fields) while serving."""
+        """Replace the faults (or change some fields) while serving; the fault dice restart from their seed."""
         base = faults or self._server.faults
         known = {f.name for f in fields(FaultConfig)}
         bad = set(changes) - known
         if bad:
             raise TypeError(f"unknown fault settings {sorted(bad)}: use {sorted(known)}")
-        self._server.faults = replace(base, **changes)
+        with self._server._lock:
+            self._server.faults = replace(base, **changes)
+            self._server._rng = random.Random(self._server.faults.seed)
 
     def revoke_tokens(self) -> None:
         """Reject every token issued so far with 403 (as storage does once a SAS token has expired)."""
@@ -272,8 +274,12 @@ class FaultyFileServer:
             self._server.counters = {}
 
     def start(self) -> FaultyFileServer:
-        """Serve in a background thread (after clearing GDAL's HTTP cache: ports get reused)."""
+        """Serve in a background thread (after clearing GDAL's HTTP cache and the COG header cache: ports get
+        reused, so an href of an earlier server may name other bytes now)."""
+        from geoprom3e.imagery.cog import HEADERS
+
         clear_gdal_http_cache()
+        HEADERS.clear()
         self._thread = threading.Thread(target=self._server.serve_forever, name="faulty-files", daemon=True)
         self._thread.start()
         return self

@@ -14,6 +14,9 @@ from geoprom3e.testing.stac import build_items, write_static_catalog
 from tests.conftest import shared_path
 
 REAL_CHIPS = ["CANAL_20240530", "CREEK_20240726", "LISA_20240616"]
+LOOPBACK = ("127.0.0.1",)
+"""``allow_hosts`` for a static catalogue whose hrefs point at a local file server (a local catalogue has no API
+host, so http hosts must be allowed explicitly)."""
 
 
 @pytest.fixture(scope="session")

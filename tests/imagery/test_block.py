@@ -6,13 +6,13 @@ from rasterio.windows import Window
 from geoprom3e.errors import InputError
 from geoprom3e.imagery import DONE, FAILED, NO_SCENE, ImageryRequest, fetch_chip_block
 from geoprom3e.testing.cogs import scene_lonlat
-from tests.imagery.conftest import synthetic
+from tests.imagery.conftest import LOOPBACK, synthetic
 
 WINDOW = "2020-01-01/2020-12-31"
 
 
 def _req(cat, **kw):
-    return ImageryRequest(stac_url=str(cat), datetime=kw.pop("datetime", WINDOW), **kw)
+    return ImageryRequest(stac_url=str(cat), datetime=kw.pop("datetime", WINDOW), allow_hosts=LOOPBACK, **kw)
 
 
 def _direct(path, col, row, size=256):
@@ -96,14 +96,16 @@ def test_scene_edge_is_mosaicked_from_the_next_scene(tmp_path, served_catalog):
     np.testing.assert_array_equal(block.chips[0][:, :, 172:], db[:, :, 172:])
 
 
-def test_edge_without_a_second_scene_fails_with_reason(tmp_path, served_catalog):
+def test_edge_without_a_second_scene_is_no_scene_with_reason(tmp_path, served_catalog):
     root = tmp_path / "s"
     a = synthetic(root, "A_EDGE", seed=1, cloud_cover=1.0, nodata_cols_from=300)
     _, cat = served_catalog(root)
     lat, lon = scene_lonlat(a, [256, 100], [256, 256])
     block = fetch_chip_block(_req(cat), lat, lon, threads=1)
-    assert block.status[0] == FAILED and "cover only 67%" in block.reason[0]
-    assert block.status[1] == FAILED  # the west cell's window starts outside the scene (col -28)
+    # a property of the data, not an outage: permanent (no_scene), not retried by --retry-failed
+    assert block.status[0] == NO_SCENE and block.reason[0].startswith("no_scene: ")
+    assert "cover only 67%" in block.reason[0]
+    assert block.status[1] == NO_SCENE  # the west cell's window starts outside the scene (col -28)
     assert not block.chips[0].any()
 
 
@@ -117,8 +119,8 @@ def test_no_scene_and_corrupt_cog_are_recorded_not_raised(tmp_path, served_catal
     (bad / "visual.tif").write_bytes(b"II*\x00" + b"\x17" * 5000)  # garbage after a TIFF magic
     block = fetch_chip_block(_req(cat), np.r_[lat_g, lat_b, 40.0], np.r_[lon_g, lon_b, -100.0], threads=2)
     assert list(block.status) == [DONE, FAILED, NO_SCENE]
-    assert "CORRUPT" in block.reason[1] and "unreadable COG" in block.reason[1]
-    assert "no sentinel-2-l2a scene with cloud < 20%" in block.reason[2]
+    assert block.reason[1].startswith("corrupt: CORRUPT: ") and "not a readable TIFF" in block.reason[1]
+    assert block.reason[2].startswith("no_scene: no sentinel-2-l2a scene with cloud < 20%")
 
 
 def test_median_of_k_scenes_ignores_clouded_pixels(tmp_path, served_catalog):
@@ -150,4 +152,5 @@ def test_truncated_cog_file_is_listed_with_reason(tmp_path, served_catalog):
     (a / "visual.tif").write_bytes(data[: len(data) // 3])  # the file itself is cut short
     block = fetch_chip_block(_req(cat), lat, lon, threads=1,
                              settings=ReadSettings(retries=1, backoff_s=0.01, http_timeout_s=2, gdal_retries=0))
-    assert block.status[0] == FAILED and block.reason[0].startswith("CUT: ") and not block.chips.any()
+    # whole HTTP answers about a file that is itself short: corrupt, not an outage
+    assert block.status[0] == FAILED and block.reason[0].startswith("corrupt: CUT: ") and not block.chips.any()

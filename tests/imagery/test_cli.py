@@ -38,7 +38,8 @@ def cat_and_cells(tmp_path, served_catalog):
 def test_fetch_chips_cli_writes_store_failures_and_sheet(cat_and_cells, tmp_path):
     cat, csv = cat_and_cells
     out = tmp_path / "chips.zarr"
-    r, err = _run("fetch-chips", "--cells", csv, "--stac-url", f"file://{cat}", "--datetime", WINDOW, "--out", out)
+    r, err = _run("fetch-chips", "--cells", csv, "--stac-url", f"file://{cat}", "--datetime", WINDOW, "--out", out,
+                  "--allow-host", "127.0.0.1")
     assert r.exit_code == 0, err
     assert "2/3 cells done, 0 failed, 1 without a scene" in r.output and "chips/s" in r.output
     assert (tmp_path / "chips.failures.csv").read_text().splitlines()[1].startswith("7,45.0,-100.0,no_scene,")
@@ -46,7 +47,8 @@ def test_fetch_chips_cli_writes_store_failures_and_sheet(cat_and_cells, tmp_path
     ds = xr.open_zarr(out)
     assert sorted(ds.cell_id.values.tolist()) == [0, 1, 7] and int((ds.status == 1).sum()) == 2
     # a second run resumes: nothing left to fetch but the cell without a scene, which is kept unless asked
-    r2, _ = _run("fetch-chips", "--cells", csv, "--stac-url", str(cat), "--datetime", WINDOW, "--out", out)
+    r2, _ = _run("fetch-chips", "--cells", csv, "--stac-url", str(cat), "--datetime", WINDOW, "--out", out,
+                 "--allow-host", "127.0.0.1")
     assert r2.exit_code == 0 and "0 fetched" in r2.output, r2.output
 
 
@@ -65,7 +67,7 @@ def test_fetch_chips_cli_on_a_grid_with_bbox(tmp_path, served_catalog):
     out = tmp_path / "grid.zarr"
     bbox = (clon - 0.12, clat - 0.06, clon + 0.12, clat + 0.06)  # this cell and its east/west neighbours
     r, err = _run("fetch-chips", "--grid", "usa-250x500", "--bbox", *bbox, "--stac-url", cat, "--datetime", WINDOW,
-                  "--out", out)
+                  "--out", out, "--allow-host", "127.0.0.1")
     assert r.exit_code == 0, err
     ds = xr.open_zarr(out)
     assert sorted(ds.cell_id.values.tolist()) == [r0 * 500 + c0 - 1, r0 * 500 + c0, r0 * 500 + c0 + 1]

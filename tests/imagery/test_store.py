@@ -14,7 +14,7 @@ from geoprom3e.errors import CacheError, InputError
 from geoprom3e.imagery import DONE, PENDING, ImageryRequest, fetch_chips_to_zarr, spatial_order
 from geoprom3e.testing.cogs import scene_lonlat
 from geoprom3e.testing.faults import FaultConfig
-from tests.imagery.conftest import synthetic
+from tests.imagery.conftest import LOOPBACK, synthetic
 
 WINDOW = "2020-01-01/2020-12-31"
 
@@ -48,7 +48,8 @@ def test_store_layout_reads_with_xarray(scene_cells, served_catalog, tmp_path):
     root, ids, lat, lon = scene_cells
     _, cat = served_catalog(root)
     out = tmp_path / "chips.zarr"
-    s = fetch_chips_to_zarr(ImageryRequest(stac_url=str(cat), datetime=WINDOW), ids, lat, lon, out, block_size=8)
+    s = fetch_chips_to_zarr(ImageryRequest(stac_url=str(cat), allow_hosts=LOOPBACK, datetime=WINDOW), ids, lat, lon,
+                            out, block_size=8)
     ds = xr.open_zarr(out)
     assert dict(ds.sizes) == {"cell": 20, "band": 3, "y": 256, "x": 256} and ds.chips.dtype == np.uint8
     for v in ("chips", "cell_id", "lat", "lon", "item_id", "datetime", "cloud_cover", "cloud_fraction", "status"):
@@ -69,7 +70,7 @@ def test_store_layout_reads_with_xarray(scene_cells, served_catalog, tmp_path):
 def test_killed_run_resumes_to_the_same_store(scene_cells, served_catalog, tmp_path):
     root, ids, lat, lon = scene_cells
     files, cat = served_catalog(root, FaultConfig(latency_s=0.05))
-    req = ImageryRequest(stac_url=str(cat), datetime=WINDOW)
+    req = ImageryRequest(stac_url=str(cat), allow_hosts=LOOPBACK, datetime=WINDOW)
     out = tmp_path / "killed.zarr"
     arg = json.dumps({"req": req.to_json(), "ids": ids.tolist(), "lat": lat.tolist(), "lon": lon.tolist(),
                       "out": str(out)})
@@ -98,7 +99,7 @@ def test_killed_run_resumes_to_the_same_store(scene_cells, served_catalog, tmp_p
 def test_resume_refuses_other_settings_or_cells(scene_cells, served_catalog, tmp_path):
     root, ids, lat, lon = scene_cells
     _, cat = served_catalog(root)
-    req = ImageryRequest(stac_url=str(cat), datetime=WINDOW)
+    req = ImageryRequest(stac_url=str(cat), allow_hosts=LOOPBACK, datetime=WINDOW)
     out = tmp_path / "c.zarr"
     fetch_chips_to_zarr(req, ids[:4], lat[:4], lon[:4], out, max_blocks=0)
     with pytest.raises(CacheError, match=r"other settings \(max_cloud: 20.0 -> 5.0\).*--overwrite"):
