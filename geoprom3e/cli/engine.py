@@ -97,7 +97,8 @@ def _fuse(visible: str, n_samples: int, seed: int):  # noqa: ANN202
 @click.option("--max-chunks", default=None, type=int, help="Stop after N chunks (a quick look; resume later).")
 @click.option("--dry-run", is_flag=True, help="Print what the run would fetch and encode, then stop.")
 @click.option("--retry-failed", is_flag=True,
-              help="Also redo chunks that recorded failed cells (e.g. after a network outage).")
+              help="Also redo chunks whose cells failed for a passing cause (HTTP 429/5xx, timeouts: after a "
+                   "network outage); cells without a scene, corrupt files and refused hrefs are kept as they are.")
 def embed_grid_cmd(grid_name, bbox, shape, res, crs, mask, modalities, cache, chunk_size, threads, covariates,  # noqa: ANN001
                    sat_weights, loc_weights, env_weights, weights_dir, device, scheduler, workers, max_chunks,
                    dry_run, retry_failed, **imagery) -> None:
@@ -138,8 +139,11 @@ def embed_grid_cmd(grid_name, bbox, shape, res, crs, mask, modalities, cache, ch
             click.echo(f"interrupted: committed chunks are kept. Resume with: {' '.join(sys.argv)}", err=True)
             raise SystemExit(130) from None
     fails = ", ".join(f"{m} {n}" for m, n in rep.failures.items() if n)
+    rpc = rep.requests_per_chip("sat")
+    req = f", {rpc:.2f} COG requests per chip" if rpc else ""
     click.echo(f"{grid.name}: {rep.chunks_done} chunks embedded, {rep.chunks_skipped} already cached "
-               f"({rep.cells} cells, {rep.cells_per_s:.1f} cells/s); failed cells: {fails or 'none'}; cache {cache}")
+               f"({rep.cells} cells, {rep.cells_per_s:.1f} cells/s{req}); failed cells: {fails or 'none'}; "
+               f"cache {cache}")
     if fails:
         click.echo("failed cells and why: CACHE/commits/<modality>/*.json; after a transient outage rerun with "
                    "--retry-failed", err=True)

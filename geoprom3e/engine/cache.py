@@ -26,6 +26,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import socket
 import time
 import warnings
@@ -149,10 +150,6 @@ class EmbeddingCache:
     def create(cls, path: str | Path, grid: GridSpec, chunk_size: int = 32) -> EmbeddingCache:
         """Create a cache for ``grid``, or open the existing one at ``path`` when ``grid`` is a window of it."""
         path = Path(path)
-        if (path / "embeddings.zarr" / "zarr.json").is_file():
-            cache = cls(path)
-            cache.window(grid)
-            return cache
         if path.exists() and not path.is_dir():
             raise CacheError(f"--cache {str(path)!r} is a file, not a cache folder: pass a folder")
         try:
@@ -160,10 +157,16 @@ class EmbeddingCache:
         except OSError as exc:
             msg = f"cannot create cache folder {str(path)!r} ({exc.strerror}): pass a writable --cache"
             raise CacheError(msg) from None
-        with _file_lock(path / "locks" / "metadata.lock"):
+        with _file_lock(path / "locks" / "metadata.lock"):  # two runs creating one cache: one creates, one opens
             if not (path / "embeddings.zarr" / "zarr.json").is_file():
-                _create_store(path / "embeddings.zarr", grid, chunk_size)
-        return cls(path)
+                # built aside and renamed into place, so no reader ever sees a half-made store
+                tmp = path / f".embeddings.zarr.creating-{os.getpid()}"
+                shutil.rmtree(tmp, ignore_errors=True)
+                _create_store(tmp, grid, chunk_size)
+                os.replace(tmp, path / "embeddings.zarr")
+        cache = cls(path)
+        cache.window(grid)
+        return cache
 
     # ------------------------------------------------------------------ geometry
     def window(self, grid: GridSpec | None = None) -> Window:

@@ -53,12 +53,19 @@ class EmbedReport:
     """Masked-in cells in the chunks this run processed."""
     cells_ok: dict[str, int] = field(default_factory=dict)
     """Per modality, cells with an embedding."""
+    requests: dict[str, float] = field(default_factory=dict)
+    """Per modality, HTTP requests its gather made for imagery bytes (0 for inputs that make none)."""
     failures: dict[str, int] = field(default_factory=dict)
     """Per modality, failed cells in the whole cache (reasons are in the cache's commit markers)."""
     seconds: float = 0.0
     """Wall time."""
     stage_seconds: dict[str, float] = field(default_factory=dict)
     """Busy time of each stage (gather, encode, write); their sum above ``seconds`` shows overlap."""
+
+    def requests_per_chip(self, modality: str = "sat") -> float | None:
+        """HTTP requests per chip embedded (None when the modality made no requests or embedded nothing)."""
+        n, req = self.cells_ok.get(modality, 0), self.requests.get(modality, 0.0)
+        return req / n if n and req else None
 
     @property
     def cells_per_s(self) -> float:
@@ -147,7 +154,12 @@ def process_chunk(cache_path: str, chunk: Chunk, inputs: Sequence[CellInput],
     n = _write(work, cache)
     t3 = time.perf_counter()
     ok = {m: int(np.asarray(work.gathered[m].ok).sum()) for m in todo}
-    return {"chunk": chunk.id, "cells": n, "ok": ok, "gather": t1 - t0, "encode": t2 - t1, "write": t3 - t2}
+    return {"chunk": chunk.id, "cells": n, "ok": ok, "requests": _requests(work), "gather": t1 - t0,
+            "encode": t2 - t1, "write": t3 - t2}
+
+
+def _requests(work: _Work) -> dict[str, float]:
+    return {m: float(np.sum(work.gathered[m].extra.get("requests", 0.0))) for m in work.todo}
 
 
 def embed_grid(
@@ -179,7 +191,9 @@ def embed_grid(
         queue_size: chunks each single-process stage may hold ahead of the next.
         max_chunks: stop after this many chunks (for a quick look, or tests of resume).
         retry_failed: also redo committed chunks that recorded failed cells (after a network outage, say).
-        retryable: with ``retry_failed``, which recorded reasons count (default: all).
+        retryable: with ``retry_failed``, which recorded reasons count (default: transient ones, e.g. HTTP 5xx
+            or timeouts, and reasons no imagery class names; never ``no_scene``, ``corrupt``, ``missing``,
+            ``refused`` or ``error``).
         cache_grid: the grid a NEW cache is created for (default ``grid``), e.g. the whole preset when
             ``grid`` is a window of it, so that later runs can embed and map other windows from the same cache.
     """
@@ -188,6 +202,7 @@ def embed_grid(
     names = [i.modality for i in inputs]
     if len(set(names)) != len(names):
         raise ConfigError(f"modalities {names} repeat: name each once")
+    retryable = retryable or worth_retry
     cache = EmbeddingCache.create(cache_path, cache_grid or grid, chunk_size)
     window = cache.window(grid)
     for inp in inputs:
@@ -237,12 +252,21 @@ def _account(report: EmbedReport, res: dict[str, Any], progress: ProgressCallbac
     report.cells += res["cells"]
     for m, k in res["ok"].items():
         report.cells_ok[m] = report.cells_ok.get(m, 0) + k
+    for m, k in res.get("requests", {}).items():
+        report.requests[m] = report.requests.get(m, 0.0) + k
     for s in ("gather", "encode", "write"):
         report.stage_seconds[s] += res[s]
     send_progress(progress, "embed", res["cells"], total)
 
 
 _STOP = object()
+
+
+def worth_retry(reason: str) -> bool:
+    """A failed cell worth fetching again: a transient cause, or a reason no imagery failure kind names."""
+    from geoprom3e.imagery.outcome import failure_kind
+
+    return failure_kind(reason) in ("transient", None)
 
 
 def _hold_for_tests(stop: threading.Event) -> None:
@@ -299,7 +323,8 @@ def _run_local(grid: GridSpec, cache: EmbeddingCache, pending: list[tuple[Chunk,
                 n = _write(work, cache)
                 dt = time.perf_counter() - t
                 ok = {m: int(np.asarray(work.gathered[m].ok).sum()) for m in work.todo}
-                _account(report, {"cells": n, "ok": ok, "gather": 0.0, "encode": 0.0, "write": dt}, progress, total)
+                _account(report, {"cells": n, "ok": ok, "requests": _requests(work), "gather": 0.0, "encode": 0.0,
+                                  "write": dt}, progress, total)
                 _hold_for_tests(stop)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)

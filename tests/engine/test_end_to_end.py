@@ -75,6 +75,8 @@ def test_embed_then_maps_reopen_with_grid_georeferencing(stack, assets, grid, tm
     cache = tmp_path / "cache.zarr"
     res = _invoke(_embed_args(s, assets, cache))
     assert "chunks embedded" in res.output
+    rpc = float(res.output.split(" COG requests per chip")[0].rsplit(", ", 1)[1])
+    assert 1.0 <= rpc <= 4.0  # one visual and one SCL window per chip, plus headers and retries
     arr = _cache_arrays(cache, grid)
     mask = grid.mask()
     assert arr["present_loc"][mask].all()
