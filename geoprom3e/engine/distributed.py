@@ -39,9 +39,9 @@ def _client(scheduler: str | None, workers: int | None) -> tuple[Any, Any]:
     return Client(cluster), cluster
 
 
-def run_on_dask(cache_path: str, chunks: Sequence[tuple[Chunk, list[str]]], inputs: list[CellInput],
+def run_on_dask(cache_path: str, chunks: Sequence[tuple[Chunk, list[str], Any]], inputs: list[CellInput],
                 *, scheduler: str | None = None, workers: int | None = None) -> Iterator[dict[str, Any]]:
-    """Submit one task per (chunk, modalities to do) and yield each task's counts as it finishes."""
+    """Submit one task per (chunk, modalities to do, cells to redo or None) and yield each task's counts."""
     from dask.distributed import as_completed
 
     from geoprom3e.engine.pipeline import process_chunk
@@ -49,8 +49,9 @@ def run_on_dask(cache_path: str, chunks: Sequence[tuple[Chunk, list[str]]], inpu
     client, cluster = _client(scheduler, workers)
     try:
         log.info("running %d chunks on %s", len(chunks), client.dashboard_link or client.scheduler.address)
-        futures = [client.submit(process_chunk, cache_path, ch, inputs, todo,
-                                 key=f"embed-{ch.id}-{id(inputs)}", pure=False) for ch, todo in chunks]
+        futures = [client.submit(process_chunk, cache_path, ch, inputs, todo, cells,
+                                 key=f"embed-{ch.id}-{'-'.join(todo)}-{id(inputs)}", pure=False)
+                   for ch, todo, cells in chunks]
         for fut in as_completed(futures):
             yield fut.result()
     finally:

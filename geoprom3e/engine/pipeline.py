@@ -79,6 +79,8 @@ class _Work:
     todo: list[str]
     rows: np.ndarray
     cols: np.ndarray
+    retry: bool = False
+    """Only the listed cells are fetched again; the chunk's other cells keep what the cache holds."""
     gathered: dict[str, Any] = field(default_factory=dict)
     encoded: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -89,7 +91,11 @@ def _centres_and_mask(grid: GridSpec) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return lat, lon, grid.mask()
 
 
-def _prepare(grid: GridSpec, chunk: Chunk, todo: list[str]) -> _Work:
+def _prepare(grid: GridSpec, chunk: Chunk, todo: list[str], cells: Sequence[tuple[int, int]] | None = None) -> _Work:
+    """The work of one chunk: every masked-in cell, or only ``cells`` (grid row, col) when retrying failures."""
+    if cells is not None:
+        rc = np.asarray(sorted(cells), np.int64).reshape(-1, 2)
+        return _Work(chunk, todo, rc[:, 0], rc[:, 1], retry=True)
     lat, lon, mask = _centres_and_mask(grid)
     rs, cs = chunk.slices
     rr, cc = np.nonzero(mask[rs, cs])
@@ -123,29 +129,38 @@ def _write(work: _Work, cache: EmbeddingCache) -> int:
     h, w = work.chunk.shape
     for m in work.todo:
         g = work.gathered[m]
-        emb = np.full((h, w, EMBED_DIM), np.nan, np.float32)
-        present = np.zeros((h, w), bool)
+        failures: list[dict[str, Any]] = []
+        if work.retry:  # keep the cells that were done, and the failures that were not retried
+            e16, p = cache.read_modality(m, work.chunk)
+            emb, present = e16.astype(np.float32), p.copy()
+            redo = set(zip(work.rows.tolist(), work.cols.tolist()))
+            failures = [f for f in (cache.marker(m, work.chunk) or {}).get("failures", [])
+                        if (f["row"], f["col"]) not in redo]
+        else:
+            emb = np.full((h, w, EMBED_DIM), np.nan, np.float32)
+            present = np.zeros((h, w), bool)
         lr, lc = work.rows - work.chunk.r0, work.cols - work.chunk.c0
         ok = np.asarray(g.ok, bool)
         emb[lr[ok], lc[ok]] = work.encoded[m]
         present[lr[ok], lc[ok]] = True
-        failures = [
+        failures += [
             {"row": int(r), "col": int(c), "reason": (g.reasons[i] if i < len(g.reasons) else "") or "unknown"}
             for i, (r, c) in enumerate(zip(work.rows, work.cols)) if not ok[i]
         ]
-        cache.write_modality(m, work.chunk, emb, present, failures)
+        cache.write_modality(m, work.chunk, emb, present, sorted(failures, key=lambda f: (f["row"], f["col"])))
     return int(work.rows.size)
 
 
 def process_chunk(cache_path: str, chunk: Chunk, inputs: Sequence[CellInput],
-                  todo: Sequence[str] | None = None) -> dict[str, Any]:
+                  todo: Sequence[str] | None = None, cells: Sequence[tuple[int, int]] | None = None) -> dict[str, Any]:
     """Gather, encode and commit one chunk of the cache's grid (the unit of work of a Dask task) for the
-    modalities in ``todo`` (default: those not committed yet). Returns its counts."""
+    modalities in ``todo`` (default: those not committed yet); with ``cells``, only those cells are fetched again
+    and the chunk's other cells keep what the cache holds. Returns its counts."""
     cache = EmbeddingCache(cache_path)
     grid = cache.grid
     by_name = {i.modality: i for i in inputs}
     todo = list(todo) if todo is not None else [m for m in by_name if not cache.is_committed(m, chunk)]
-    work = _prepare(grid, chunk, todo)
+    work = _prepare(grid, chunk, todo, cells)
     t0 = time.perf_counter()
     _gather(work, by_name, grid)
     t1 = time.perf_counter()
@@ -222,16 +237,21 @@ def _embed(cache: EmbeddingCache, names: list[str], inputs: Sequence[CellInput],
     mask = grid.mask()
     chunks = cache.chunks(window)
 
-    def todo_for(ch: Chunk) -> list[str]:
-        return [m for m in names if not cache.is_committed(m, ch)
-                or (retry_failed and cache.has_failures(m, ch, retryable))]
-
-    pending = [(ch, todo_for(ch)) for ch in chunks]
-    pending = [(ch, todo) for ch, todo in pending if todo]
-    skipped = len(chunks) - len(pending)
+    pending: list[tuple[Chunk, list[str], list[tuple[int, int]] | None]] = []
+    for ch in chunks:  # whole chunks not committed yet; with retry_failed, the retryable failed cells of others
+        new = [m for m in names if not cache.is_committed(m, ch)]
+        if new:
+            pending.append((ch, new, None))
+        for m in names:
+            if retry_failed and m not in new:
+                cells = [(f["row"], f["col"]) for f in (cache.marker(m, ch) or {}).get("failures", [])
+                         if retryable(f.get("reason", ""))]
+                if cells:
+                    pending.append((ch, [m], cells))
+    skipped = len(chunks) - len({p[0] for p in pending})
     if max_chunks is not None:
         pending = pending[:max_chunks]
-    total_cells = int(sum(mask[ch.slices].sum() for ch, _ in pending))
+    total_cells = int(sum(mask[ch.slices].sum() if cells is None else len(cells) for ch, _, cells in pending))
     rep = EmbedReport(str(cache.path), window.grid.name, names, len(chunks), skipped, 0, 0,
                          stage_seconds={"gather": 0.0, "encode": 0.0, "write": 0.0})
     t0 = time.perf_counter()
@@ -279,7 +299,7 @@ def _hold_for_tests(stop: threading.Event) -> None:
         pass
 
 
-def _run_local(grid: GridSpec, cache: EmbeddingCache, pending: list[tuple[Chunk, list[str]]],
+def _run_local(grid: GridSpec, cache: EmbeddingCache, pending: list[tuple[Chunk, list[str], Any]],
                inputs: dict[str, CellInput], report: EmbedReport, progress: ProgressCallback | None, total: int,
                queue_size: int) -> None:
     q_enc: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -298,11 +318,11 @@ def _run_local(grid: GridSpec, cache: EmbeddingCache, pending: list[tuple[Chunk,
 
     def gatherer() -> None:
         try:
-            for ch, todo in pending:
+            for ch, todo, cells in pending:
                 if stop.is_set():
                     return
                 t = time.perf_counter()
-                work = _prepare(grid, ch, todo)
+                work = _prepare(grid, ch, todo, cells)
                 _gather(work, inputs, grid)
                 report.stage_seconds["gather"] += time.perf_counter() - t
                 if not put(q_enc, work):

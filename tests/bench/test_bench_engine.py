@@ -240,7 +240,8 @@ def test_d_gpu_end_to_end_real_size_vit(tmp_path):
     cat = write_static_catalog(build_items(tmp_path / "scenes", str((tmp_path / "scenes").resolve())),
                                tmp_path / "stac")
     t_world = time.perf_counter() - t0
-    req = ImageryRequest(stac_url=cat.resolve().as_uri(), datetime="2020-05-01/2020-09-30", chip_size=256)
+    req = ImageryRequest(stac_url=cat.resolve().as_uri(), datetime="2020-05-01/2020-09-30", chip_size=256,
+                         allow_local_dirs=(str(tmp_path / "scenes"),))
     sat = SatInput(weights=str(save_vit_b16_sat(tmp_path / "sat")), request=req, threads=32, device="cuda")
     loc = LocInput(weights=str(save_small_loc(tmp_path / "loc")), device="cuda")
     sat.encoder()
