@@ -111,7 +111,7 @@ class TokenMap:
 
 @dataclass
 class EmbeddingMapResult(ProductResult):
-    """What :func:`embedding_map` wrote."""
+    """What :func:`embedding_maps` wrote."""
 
     zarr: Path | None = None
     """``representations.zarr``."""
@@ -173,12 +173,13 @@ def prepare_tokens(cache: EmbeddingCache, window: Window, tokens: Sequence[Token
         if check:
             check(resolved, None)
         return Representations(cache, window, resolved, None)
-    report(progress, "fuse", message=f"loading ProM3E ({checkpoint or 'MVRL/ProM3E'})")
     model = load_model(checkpoint, device)
     cfg = model.config
     resolved = resolve_tokens(tokens, cfg.num_register_tokens, cfg.num_modalities, fuse.visible, cached)
     if check:
         check(resolved, cfg.embed_dim)
+    report(progress, "fuse", message=f"ProM3E {checkpoint or 'MVRL/ProM3E'}: tokens "
+                                     f"{', '.join(t.label for t in resolved)}")
     fp = model_fingerprint(model)
     decode = [str(t.index) for t in resolved if t.kind == "recon"]
     group = fuse_grid(cache, model, fuse, decode=decode, window=window, progress=progress, fingerprint=fp,
@@ -212,7 +213,7 @@ def sample_cells(valid: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, str 
     return out, note
 
 
-def embedding_map(
+def embedding_maps(
     cache: str | Path,
     *,
     grid: GridSpec | None = None,
