@@ -198,12 +198,15 @@ def _sample_raster(path: Path, band: str | None, grid: GridSpec, task: str | Non
         resampling = Resampling.mode if kind == "classify" else Resampling.average
         try:
             with WarpedVRT(src, crs=grid.crs_obj.to_wkt(), transform=grid.transform, width=grid.cols,
-                           height=grid.rows, resampling=resampling) as vrt:
-                data = vrt.read(idx, masked=True)
+                           height=grid.rows, resampling=resampling, add_alpha=True) as vrt:
+                data = vrt.read(idx).astype(np.float64)
+                covered = vrt.read(vrt.count) > 0  # the alpha band: cells the raster covers
         except (CRSError, RasterioError) as exc:
             raise _crs_error(src.crs, f"--target {str(path)!r}", exc) from None
-    values = np.ma.filled(data.astype(np.float64), np.nan)
-    return values, kind
+        nodata = src.nodatavals[idx - 1]
+    if nodata is not None:
+        covered &= ~(np.isnan(data) if np.isnan(nodata) else data == nodata)
+    return np.where(covered, data, np.nan), kind
 
 
 def _sample_vector(path: Path, fld: str, grid: GridSpec) -> tuple[np.ndarray, str]:
@@ -305,6 +308,9 @@ def linear_probes(
         raise InputError(f"--target {target!r} covers no cell of grid {window.grid.name} (bbox "
                          f"{', '.join(f'{v:g}' for v in window.grid.bbox)}): pass a target that overlaps it")
     y_all = tgt.values[labelled]
+    if tgt.task == "classify" and np.unique(y_all).size < 2:
+        raise InputError(f"--target {target!r} has a single class ({tgt.classes[int(y_all[0])]!r}) on the grid's "
+                         "cells: a probe needs at least two classes (or --task regress for a continuous target)")
     check_target(y_all, tgt.task)
     out = Path(out_dir)
     paths = (out / f"probe_{tgt.name}.json", out / f"probe_{tgt.name}.md")

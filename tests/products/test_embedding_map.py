@@ -14,8 +14,8 @@ from geoprom3e.cli import main
 from geoprom3e.engine import EmbeddingCache, FuseSettings
 from geoprom3e.engine.hidden import Token, parse_tokens, update_hidden
 from geoprom3e.errors import ConfigError
-from geoprom3e.model import ProM3E
 from geoprom3e.modalities import MODALITIES
+from geoprom3e.model import ProM3E
 from geoprom3e.products import EmbeddingMapSettings, embedding_maps
 from tests.products.conftest import GRID, build_cache
 
