@@ -68,8 +68,10 @@ def fit_components(sample: np.ndarray, method: str = "ica", k: int = 3, seed: in
 
     if method not in METHODS:
         raise ConfigError(f"--method {method!r}: use one of {', '.join(METHODS)}")
-    x = np.asarray(sample, dtype=np.float64)
-    x = x[np.isfinite(x).all(axis=1)]
+    x = np.asarray(sample, dtype=np.float32)
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+        x = x[finite]
     check_components(k, x.shape[1])
     if x.shape[0] <= k:
         raise ConfigError(f"only {x.shape[0]} cells with values to fit {k} components: use a larger window or "
@@ -85,8 +87,8 @@ def fit_components(sample: np.ndarray, method: str = "ica", k: int = 3, seed: in
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
-            ica = FastICA(n_components=k, whiten="unit-variance", random_state=seed, max_iter=max_iter,
-                          tol=1e-4).fit(x)
+            ica = FastICA(n_components=k, whiten="unit-variance", whiten_solver="eigh", random_state=seed,
+                          max_iter=max_iter, tol=1e-4).fit(x)
         converged = not any(issubclass(c.category, ConvergenceWarning) for c in caught)
         order = np.argsort(-np.linalg.norm(ica.mixing_, axis=0), kind="stable")
         mean, w = ica.mean_, ica.components_.T[:, order]

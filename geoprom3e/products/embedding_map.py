@@ -256,20 +256,22 @@ def embedding_maps(
         for t in rep.tokens:
             d = token_width(t, rep.fused.model.config.embed_dim if rep.fused else 0)
             arr = _create_var(zroot, window.grid, t, d, store.chunk_size)
-            sample = []
+            x = np.full((int(picked.sum()), d), np.nan, np.float32)  # the sample, filled chunk by chunk
+            filled = 0
             for dst, block in iter_token_blocks(rep, t):
                 arr[dst + (slice(None),)] = block.astype(np.float16)
-                sample.append(block[picked[dst]])
+                rows = block[picked[dst]]
+                x[filled : filled + len(rows)] = rows
+                filled += len(rows)
                 report(progress, f"write {t.label}", int(valid[dst].sum()), int(valid.sum()))
-            x = np.concatenate(sample) if sample else np.zeros((0, d), np.float32)
             comp = fit_components(x, settings.method, settings.components, settings.seed)
             if not comp.converged:
                 notes.append(f"{t.label}: FastICA did not converge in 400 iterations (the map is still written)")
-            limits = percentile_limits(comp.apply(x[np.isfinite(x).all(1)])[:, :3], settings.percentiles)
+            limits = percentile_limits(comp.apply(x)[:, :3], settings.percentiles)
             comps = np.full((*window.grid.shape, comp.k), np.nan, np.float32)
             carr = _create_components(zroot, window.grid, t, comp, store.chunk_size)
             for dst, block in iter_token_blocks(rep, t):
-                c = comp.apply(block.astype(np.float16).astype(np.float32))
+                c = comp.apply(block.astype(np.float16))  # the stored values
                 comps[dst] = c
                 carr[dst + (slice(None),)] = c
             tif = stage / f"embedding_{t.name}.tif"
