@@ -182,3 +182,19 @@ def test_more_samples_than_cells_clamps_with_a_note(cache, model_dir, tmp_path):
     assert f"note: --sample 1000000 is more than the {n} cells" in res.output
     with rasterio.open(tmp_path / "o" / "embedding_mu.tif") as src:
         assert src.tags()["sample_cells"] == str(n)
+
+
+def test_projected_grid_zarr_has_y_x_and_the_albers_crs(tmp_path, model_dir):
+    import rioxarray  # noqa: F401
+
+    from geoprom3e.grid import get_grid
+
+    grid = get_grid("usa-5km-albers").subset((-800000, 1500000, -740000, 1540000))
+    path = build_cache(tmp_path / "albers", grid=grid)
+    res = embedding_maps(path, out_dir=tmp_path / "o", checkpoint=model_dir, fuse=FUSE, device="cpu", png=False,
+                         settings=EmbeddingMapSettings(tokens="mu,emb:loc", sample=50))
+    ds = xr.open_zarr(res.zarr, decode_coords="all")
+    assert ds["mu"].dims == ("y", "x", "mu_feature") and ds.rio.crs.to_epsg() == 5070
+    assert np.allclose(tuple(ds.rio.transform())[:6], tuple(grid.transform)[:6])
+    with rasterio.open(res.tokens[1].geotiff) as src:
+        assert src.crs.to_epsg() == 5070 and src.transform.almost_equals(grid.transform)
