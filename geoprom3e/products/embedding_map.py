@@ -122,6 +122,12 @@ class EmbeddingMapResult(ProductResult):
     notes: list[str] = field(default_factory=list)
     """Things the user should know (a clamped sample, a FastICA that did not converge)."""
 
+    def open(self) -> Any:
+        """The representations as an xarray Dataset (lazy, with ``ds.rio.crs``): ``xr.open_zarr`` of :attr:`zarr`."""
+        import xarray as xr
+
+        return xr.open_zarr(self.zarr, decode_coords="all")
+
     @property
     def paths(self) -> list[Path]:
         """Every file or folder written."""

@@ -193,7 +193,7 @@ def test_projected_grid_zarr_has_y_x_and_the_albers_crs(tmp_path, model_dir):
     path = build_cache(tmp_path / "albers", grid=grid)
     res = embedding_maps(path, out_dir=tmp_path / "o", checkpoint=model_dir, fuse=FUSE, device="cpu", png=False,
                          settings=EmbeddingMapSettings(tokens="mu,emb:loc", sample=50))
-    ds = xr.open_zarr(res.zarr, decode_coords="all")
+    ds = res.open()
     assert ds["mu"].dims == ("y", "x", "mu_feature") and ds.rio.crs.to_epsg() == 5070
     assert np.allclose(tuple(ds.rio.transform())[:6], tuple(grid.transform)[:6])
     with rasterio.open(res.tokens[1].geotiff) as src:
