@@ -198,3 +198,12 @@ def test_projected_grid_zarr_has_y_x_and_the_albers_crs(tmp_path, model_dir):
     assert np.allclose(tuple(ds.rio.transform())[:6], tuple(grid.transform)[:6])
     with rasterio.open(res.tokens[1].geotiff) as src:
         assert src.crs.to_epsg() == 5070 and src.transform.almost_equals(grid.transform)
+
+
+def test_encoder_embeddings_alone_need_no_model(cache, tmp_path):
+    res = embedding_maps(cache, out_dir=tmp_path / "o", checkpoint=tmp_path / "no-such-model", fuse=FUSE,
+                         png=False, settings=EmbeddingMapSettings(tokens="emb:sat,emb:loc", sample=40))
+    ds = res.open()
+    assert set(ds.data_vars) >= {"emb_sat", "emb_loc"} and res.details["fused_group"] is None
+    _, present = EmbeddingCache(cache).read_all("sat")
+    assert np.isnan(ds["emb_sat"].values[GRID.mask() & ~present].astype(np.float32)).all()
