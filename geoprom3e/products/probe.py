@@ -400,7 +400,9 @@ def probe_table(rows: Sequence[dict[str, Any]], facts: dict[str, Any]) -> str:
              + (f"{len(facts['classes'])} classes" if classify else "continuous")
              + f") on {facts['cells_probed']} cells of {facts['grid']}: spatial block cross-validation, "
              f"{facts['block_size']}×{facts['block_size']}-cell blocks ({facts['blocks']} blocks, {facts['folds']} "
-             "folds).", "",
+             "folds)." + (f" {facts['cells_dropped_missing_representation']} labelled cells lacking one of the "
+                          "representations are left out of every row."
+                          if facts.get("cells_dropped_missing_representation") else ""), "",
              f"| representation | kind | features | {head[0]} | {head[1]} |", "|---|---|---:|---:|---:|"]
     for r in rows:
         if classify:
