@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 KINDS = ("mu", "logvar", "register", "token", "recon", "emb")
 """Kinds of token."""
 
+HIDDEN_BATCH = 1024
+"""Cells per model call for hidden tokens: the full forward keeps every token's activations (E = 1024, 3 visible
+modalities: about 0.6 GB per 1024 cells), so batches stay small whatever the cache's chunk size."""
+
 TOKEN_HELP = ("mu, logvar, registers (or register1..registerR), tokens (or token:<m>, the hidden token of a visible "
               "modality), recon:<m> (reconstruction), emb:<m> (the frozen encoder's embedding)")
 
@@ -203,8 +207,9 @@ def _hidden_chunk(cache: EmbeddingCache, group: str, ch: Chunk, model: torch.nn.
     out = {t.key: np.full((h, w, cfg.embed_dim), np.nan, np.float32) for t in stale}
     dev = next(model.parameters()).device
     nc = cfg.num_cls_tokens
-    for s in range(0, rr.size, settings.batch_size):
-        r, c = rr[s : s + settings.batch_size], cc[s : s + settings.batch_size]
+    step = min(settings.batch_size, HIDDEN_BATCH)
+    for s in range(0, rr.size, step):
+        r, c = rr[s : s + step], cc[s : s + step]
         v = torch.from_numpy(vis[r, c]).to(dev)
         res = model.infer(torch.from_numpy(emb[r, c]).to(dev), v, n_samples=0, decode=[], return_hidden=True)
         hid = res.hidden.float()
