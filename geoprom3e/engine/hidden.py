@@ -41,7 +41,7 @@ KINDS = ("mu", "logvar", "register", "token", "recon", "emb")
 
 HIDDEN_BATCH = 1024
 """Cells per model call for hidden tokens: the full forward keeps every token's activations (E = 1024, 3 visible
-modalities: about 0.6 GB per 1024 cells), so batches stay small whatever the cache's chunk size."""
+modalities: about 0.5 GB per 1024 cells), so batches stay small whatever the cache's chunk size."""
 
 TOKEN_HELP = ("mu, logvar, registers (or register1..registerR), tokens (or token:<m>, the hidden token of a visible "
               "modality), recon:<m> (reconstruction), emb:<m> (the frozen encoder's embedding)")
