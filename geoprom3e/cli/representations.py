@@ -59,8 +59,9 @@ def embedding_map_cmd(grid_name, bbox, shape, res, crs, mask, checkpoint, cache,
 
 
 @click.command("probe")
-@click.option("--target", required=True,
-              help="What to predict: RASTER[:BAND] (GeoTIFF, band number or name) or VECTOR.geojson:FIELD.")
+@click.option("--target", "targets", required=True, multiple=True,
+              help="What to predict: RASTER[:BAND] (GeoTIFF, band number or name) or VECTOR.geojson:FIELD; "
+                   "repeat it for a table with one column per target and their average.")
 @grid_options()
 @_model_options
 @click.option("--tokens", default="mu,logvar,registers,tokens", show_default=True,
@@ -72,19 +73,20 @@ def embedding_map_cmd(grid_name, bbox, shape, res, crs, mask, checkpoint, cache,
               help="Cells per side of a cross-validation block (whole blocks go to train or test).")
 @click.option("--max-cells", default=50_000, show_default=True, type=int,
               help="Labelled cells probed at most (a seeded sample beyond that).")
-def probe_cmd(target, grid_name, bbox, shape, res, crs, mask, checkpoint, cache, visible, n_samples, seed,  # noqa: ANN001
+def probe_cmd(targets, grid_name, bbox, shape, res, crs, mask, checkpoint, cache, visible, n_samples, seed,  # noqa: ANN001
               device, out, overwrite, no_png, tokens, task, block_size, max_cells) -> None:
     """Linear probes from each cell's representations to your own labels (supp. Table 5), with spatial blocks.
 
     Each token (and all of them together) is probed beside the frozen encoders' own embeddings (the TaxaBind
     baseline) and the cell coordinates alone; the table gives accuracy and macro-F1 (classes) or R² and RMSE.
-    Writes OUT/probe_<target>.json and .md and prints the table.
+    Writes OUT/probe_<target>.json and .md (and OUT/probe_all.* for several targets) and prints the table.
 
     \b
     Examples:
       geoprom3e probe --target landcover.tif --out probe/
       geoprom3e probe --target ecoregions.geojson:NA_L3NAME --block-size 16 --out probe/
       geoprom3e probe --target elevation.tif:1 --task regress --tokens mu,registers --out probe/
+      geoprom3e probe --target biome.tif --target ecoregions.geojson:NA_L3NAME --out probe/
     """
     from geoprom3e.products import ProbeSettings, linear_probes
     from geoprom3e.products.base import check_device
@@ -95,11 +97,11 @@ def probe_cmd(target, grid_name, bbox, shape, res, crs, mask, checkpoint, cache,
     grid, cache = resolve_grid_and_cache(cache, grid_name, bbox, shape, res, crs, mask)
     _require_cache(cache, grid_name, bbox, build_hint=False)
     with Bars() as bars:
-        res = linear_probes(target, cache, grid=grid, out_dir=out, checkpoint=checkpoint, fuse=fuse, settings=settings,
-                    device=device, overwrite=overwrite, progress=bars)
+        res = linear_probes(list(targets), cache, grid=grid, out_dir=out, checkpoint=checkpoint, fuse=fuse,
+                            settings=settings, device=device, overwrite=overwrite, progress=bars)
     click.echo(res.table)
-    click.echo(f"wrote {res.json_path}")
-    click.echo(f"wrote {res.markdown_path}")
+    for p in res.paths:
+        click.echo(f"wrote {p}")
 
 
 def register(group: click.Group) -> None:

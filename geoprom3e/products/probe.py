@@ -88,12 +88,15 @@ class ProbeResult(ProductResult):
     json_path: Path | None = None
     """``probe_<target>.json``."""
     markdown_path: Path | None = None
-    """``probe_<target>.md``."""
+    """``probe_<target>.md`` (``probe_all.md`` for several targets)."""
+    targets: list[dict[str, Any]] = field(default_factory=list)
+    """Per target: ``facts``, ``rows``, ``table``, ``json`` and ``markdown`` paths."""
 
     @property
     def paths(self) -> list[Path]:
         """Files written."""
-        return [p for p in (self.json_path, self.markdown_path) if p is not None]
+        out = [p for t in self.targets for p in (t["json"], t["markdown"])]
+        return out + [p for p in (self.json_path, self.markdown_path) if p is not None and p not in out]
 
 
 # ---------------------------------------------------------------------- targets
@@ -282,7 +285,7 @@ def _label(t: Token) -> str:
 
 
 def linear_probes(
-    target: str,
+    target: str | Sequence[str],
     cache: str | Path,
     *,
     grid: GridSpec | None = None,
@@ -294,27 +297,78 @@ def linear_probes(
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
 ) -> ProbeResult:
-    """Probe each token set (and the baselines) against ``target`` with spatial block cross-validation; write the
-    JSON and markdown table into ``out_dir``."""
+    """Probe each token set (and the baselines) against ``target`` (one spec, or several) with spatial block
+    cross-validation; write ``probe_<target>.json``/``.md`` per target into ``out_dir``, and for several targets
+    ``probe_all.json``/``.md``: one column per target and their average, like the paper's Table 5."""
     t0 = time.perf_counter()
     check_device(device)
+    specs = [target] if isinstance(target, str) else list(target)
+    if not specs:
+        raise InputError("no --target given: pass RASTER[:BAND] or VECTOR.geojson:FIELD")
     tokens = parse_tokens(settings.tokens)
     store, window = open_cache_window(cache, grid)
-    tgt = read_target(target, window.grid, settings.task)
     valid = store.grid.mask()[window.slices] & window.grid.mask()
+    out = Path(out_dir)
+    targets = [_checked_target(spec, window, valid, settings) for spec in specs]
+    names = [t.name for t in targets]
+    if len(set(names)) < len(names):
+        raise InputError(f"--target names two targets with the same output name ({', '.join(names)}): rename a file")
+    paths = [(out / f"probe_{t.name}.json", out / f"probe_{t.name}.md") for t in targets]
+    both = paths + ([(out / "probe_all.json", out / "probe_all.md")] if len(targets) > 1 else [])
+    _check_out([p for pair in both for p in pair], overwrite)
+    baseline = [Token("emb", m) for m in fuse.visible if m in store.modalities()]
+    rep = prepare_tokens(store, window, [*tokens, *[b for b in baseline if b not in tokens]], checkpoint, fuse,
+                         device=device, progress=progress)
+    results = []
+    for tgt, (jp, mp) in zip(targets, paths):
+        rows, facts = _probe_one(tgt, rep, valid, fuse, settings, progress)
+        facts["seconds"] = round(time.perf_counter() - t0, 2)
+        table = probe_table(rows, facts)
+        _write(jp, json.dumps({**facts, "rows": rows}, indent=1) + "\n")
+        _write(mp, table)
+        results.append({"facts": facts, "rows": rows, "table": table, "json": jp, "markdown": mp})
+    if len(results) == 1:
+        r = results[0]
+        return ProbeResult(summary=f"wrote {r['markdown']}", details=r["facts"], rows=r["rows"], table=r["table"],
+                           json_path=r["json"], markdown_path=r["markdown"], targets=results)
+    rows, table = combined_table(results)
+    jp, mp = both[-1]
+    _write(jp, json.dumps({"targets": [r["facts"] for r in results], "rows": rows}, indent=1) + "\n")
+    _write(mp, table)
+    return ProbeResult(summary=f"wrote {mp}", details={"targets": [r["facts"] for r in results]}, rows=rows,
+                       table=table, json_path=jp, markdown_path=mp, targets=results)
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        atomic_write_text(path, text)
+    except OSError as exc:
+        if isinstance(exc, OutputError):
+            raise
+        raise OutputError(f"writing {str(path)!r} failed ({exc.strerror or exc}): choose another --out") from None
+
+
+def _checked_target(spec: str, window: Any, valid: np.ndarray, settings: ProbeSettings) -> Target:
+    """The target sampled on the window, or one line when it covers no cell or has a single class."""
+    tgt = read_target(spec, window.grid, settings.task)
     has = (tgt.values >= 0) if tgt.task == "classify" else np.isfinite(tgt.values)
     labelled = valid & has
     if not labelled.any():
-        raise InputError(f"--target {target!r} covers no cell of grid {window.grid.name} (bbox "
+        raise InputError(f"--target {spec!r} covers no cell of grid {window.grid.name} (bbox "
                          f"{', '.join(f'{v:g}' for v in window.grid.bbox)}): pass a target that overlaps it")
     y_all = tgt.values[labelled]
     if tgt.task == "classify" and np.unique(y_all).size < 2:
-        raise InputError(f"--target {target!r} has a single class ({tgt.classes[int(y_all[0])]!r}) on the grid's "
+        raise InputError(f"--target {spec!r} has a single class ({tgt.classes[int(y_all[0])]!r}) on the grid's "
                          "cells: a probe needs at least two classes (or --task regress for a continuous target)")
     check_target(y_all, tgt.task)
-    out = Path(out_dir)
-    paths = (out / f"probe_{tgt.name}.json", out / f"probe_{tgt.name}.md")
-    _check_out(paths, overwrite)
+    return tgt
+
+
+def _probe_one(tgt: Target, rep: Representations, valid: np.ndarray, fuse: FuseSettings, settings: ProbeSettings,
+               progress: ProgressCallback | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    window, store = rep.window, rep.cache
+    has = (tgt.values >= 0) if tgt.task == "classify" else np.isfinite(tgt.values)
+    labelled = valid & has
     rows_i, cols_i = np.nonzero(labelled)
     if rows_i.size > settings.max_cells:
         keep = np.sort(np.random.default_rng(settings.seed).choice(rows_i.size, settings.max_cells, replace=False))
@@ -322,9 +376,6 @@ def linear_probes(
     n = rows_i.size
     pos = np.full(window.grid.shape, -1, np.int64)
     pos[rows_i, cols_i] = np.arange(n)
-    baseline = [Token("emb", m) for m in fuse.visible if m in store.modalities()]
-    rep = prepare_tokens(store, window, [*tokens, *[b for b in baseline if b not in tokens]], checkpoint, fuse,
-                         device=device, progress=progress)
     sets: list[tuple[str, str, list[Token]]] = []
     prom = [t for t in rep.tokens if t.kind != "emb"]
     for t in prom:
@@ -368,7 +419,7 @@ def linear_probes(
                  "kind": "chance", "features": 0, "cells": int(y.size), **base})
     import sklearn
 
-    facts = {"target": target, "task": tgt.task, "classes": tgt.classes, "grid": window.grid.name,
+    facts = {"target": tgt.spec, "name": tgt.name, "task": tgt.task, "classes": tgt.classes, "grid": window.grid.name,
              "cells_labelled": int(labelled.sum()), "cells_probed": int(y.size),
              "cells_dropped_missing_representation": int(n - common.sum()),
              "block_size": settings.block_size, "blocks": int(np.unique(groups).size),
@@ -377,18 +428,31 @@ def linear_probes(
              "model_fingerprint": rep.fused.fingerprint if rep.fused else None,
              "all_tokens": [t.label for t in hidden] if len(hidden) > 1 else [],
              "visible": list(fuse.visible), "settings": asdict(settings), "cache": str(store.path),
-             "versions": {"geoprom3e": __version__, "scikit-learn": sklearn.__version__},
-             "seconds": round(time.perf_counter() - t0, 2)}
-    table = probe_table(rows, facts)
-    try:
-        atomic_write_text(paths[0], json.dumps({**facts, "rows": rows}, indent=1) + "\n")
-        atomic_write_text(paths[1], table)
-    except OSError as exc:
-        if isinstance(exc, OutputError):
-            raise
-        raise OutputError(f"writing {str(paths[0])!r} failed ({exc.strerror or exc}): choose another --out") from None
-    return ProbeResult(summary=f"wrote {paths[1]}", details=facts, rows=rows, table=table, json_path=paths[0],
-                       markdown_path=paths[1])
+             "versions": {"geoprom3e": __version__, "scikit-learn": sklearn.__version__}}
+    return rows, facts
+
+
+def combined_table(results: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """Rows and markdown of several targets side by side (the paper's Table 5): each target's headline score
+    (accuracy % for classes, R² × 100 for continuous targets) and their average."""
+    def score(r: dict[str, Any], task: str) -> float:
+        return 100 * (r["accuracy"] if task == "classify" else r["r2"])
+
+    names = [r["representation"] for r in results[0]["rows"]]
+    heads = [r["facts"]["name"] + (" (acc %)" if r["facts"]["task"] == "classify" else " (R² × 100)")
+             for r in results]
+    rows = []
+    for i, name in enumerate(names):
+        vals = [score(r["rows"][i], r["facts"]["task"]) for r in results]
+        rows.append({"representation": name, "kind": results[0]["rows"][i]["kind"],
+                     "scores": dict(zip(heads, vals)), "average": float(np.mean(vals))})
+    lines = [f"Linear probes of {len(results)} targets (spatial block cross-validation); the average is over targets.",
+             "", "| representation | kind | " + " | ".join(heads) + " | average |",
+             "|---|---|" + "---:|" * (len(heads) + 1)]
+    for r in rows:
+        lines.append(f"| {r['representation']} | {r['kind']} | "
+                     + " | ".join(f"{v:.1f}" for v in r["scores"].values()) + f" | {r['average']:.1f} |")
+    return rows, "\n".join(lines) + "\n"
 
 
 def probe_table(rows: Sequence[dict[str, Any]], facts: dict[str, Any]) -> str:

@@ -163,3 +163,25 @@ def test_target_without_crs_is_refused(tmp_path):
         ds.write(np.ones((2, 2), np.uint8), 1)
     with pytest.raises(InputError, match="has no CRS"):
         read_target(str(p), GRID)
+
+
+def test_several_targets_make_one_table_with_their_average(cache, model_dir, tmp_path):
+    hab = write_raster(tmp_path / "hab.tif", (LON > EDGE).astype(np.uint8))
+    elev = write_raster(tmp_path / "elev.tif", (LAT * 10.0).astype(np.float32))
+    gj = write_geojson(tmp_path / "poly.geojson")
+    res = CliRunner().invoke(main, ["probe", "--target", str(hab), "--target", str(elev), "--target",
+                                    f"{gj}:habitat", "--cache", str(cache), "--checkpoint", str(model_dir),
+                                    "--visible", "sat,loc", "--device", "cpu", "--tokens", "mu,register1",
+                                    "--block-size", "2", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "o" / "probe_all.json").read_text())
+    assert [t["task"] for t in doc["targets"]] == ["classify", "regress", "classify"]
+    for name in ("hab", "elev", "poly_habitat"):
+        single = json.loads((tmp_path / "o" / f"probe_{name}.json").read_text())
+        assert single["rows"][0]["representation"] == "[μ]"
+    mu = next(r for r in doc["rows"] if r["representation"] == "[μ]")
+    singles = [json.loads((tmp_path / "o" / f"probe_{n}.json").read_text())["rows"][0] for n in ("hab", "elev")]
+    assert mu["scores"]["hab (acc %)"] == pytest.approx(100 * singles[0]["accuracy"])
+    assert mu["scores"]["elev (R² × 100)"] == pytest.approx(100 * singles[1]["r2"])
+    assert mu["average"] == pytest.approx(np.mean(list(mu["scores"].values())))
+    assert "| representation | kind | hab (acc %) | elev (R² × 100) | poly_habitat (acc %) | average |" in res.output
