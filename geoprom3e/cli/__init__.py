@@ -27,6 +27,7 @@ _COMMAND_MODULES = (
     "geoprom3e.cli.encoders",
     "geoprom3e.cli.train",
     "geoprom3e.cli.engine",
+    "geoprom3e.cli.representations",
 )
 
 

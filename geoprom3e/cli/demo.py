@@ -50,6 +50,9 @@ def demo(out: str, recipe: str | None) -> None:
     click.echo("note: scenes, photos, records and sat/image encoder weights are synthetic (see README).")
     click.echo("map your own photo (in place of this one) from the demo's cache, model and encoders with:")
     click.echo(f"  {res.handoff}")
+    if "probe" in res.maps:
+        click.echo("linear probes of the habitats from each representation (spatial block cross-validation):")
+        click.echo(res.maps["probe"].read_text(encoding="utf-8"))
 
 
 def register(group: click.Group) -> None:

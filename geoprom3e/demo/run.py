@@ -184,6 +184,21 @@ def run_demo(out_dir: str | Path = "demo-out", *, recipe: str | Path | None = No
                                                          "habitat_contrast": res.habitat_contrast,
                                                          "uncertainty_vs_shannon": res.comparison,
                                                          "seconds": res.seconds, "note": SYNTHETIC_NOTE}))
+
+    # 6. every cell's representations: embedding maps (supp. Figs 1-3) and a habitat probe (supp. Table 5)
+    from geoprom3e.demo.world import write_habitat_raster
+    from geoprom3e.products import EmbeddingMapSettings, ProbeSettings, embedding_maps, linear_probes
+
+    say("embedding-map (mu, logvar, registers) and a linear probe of the habitats")
+    target = write_habitat_raster(world, grid, world_dir / "habitat.tif")
+    em = embedding_maps(cache_path, out_dir=out / "embeddings", checkpoint=model_dir, fuse=fuse, device="cpu",
+                        overwrite=True, settings=EmbeddingMapSettings(tokens="mu,logvar,registers"), attrs=attrs)
+    for t in em.tokens:
+        res.maps[f"embedding:{t.token}"] = t.geotiff
+    pr = linear_probes(str(target), cache_path, out_dir=out / "probe", checkpoint=model_dir, fuse=fuse,
+                       device="cpu", overwrite=True, settings=ProbeSettings(tokens="mu,logvar,registers,tokens"))
+    res.maps["probe"] = pr.markdown_path
+    lap("representations")
     return res
 
 

@@ -207,3 +207,23 @@ def write_observations(world: DemoWorld, grid: GridSpec, path: str | Path) -> Pa
         w.writeheader()
         w.writerows(rows)
     return path
+
+
+def write_habitat_raster(world: DemoWorld, grid: GridSpec, path: str | Path) -> Path:
+    """The habitat of each cell as a uint8 GeoTIFF on ``grid`` (0 = forest, 1 = grassland, 255 = outside the
+    mask): the demo's probe target, and an example of a user's own label raster."""
+    import rasterio
+
+    from geoprom3e.io.atomic import atomic_path
+
+    hab = np.where(grid.mask(), world.habitat_map(grid), 255).astype(np.uint8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with rasterio.open(tmp, "w", driver="GTiff", height=grid.rows, width=grid.cols, count=1, dtype="uint8",
+                           crs=grid.crs, transform=grid.transform, nodata=255) as ds:
+            ds.write(hab, 1)
+            ds.set_band_description(1, "habitat")
+            ds.update_tags(1, classes=",".join(f"{i}={h}" for i, h in enumerate(HABITATS)))
+            ds.update_tags(note="SYNTHETIC demo habitats")
+    return path

@@ -483,6 +483,30 @@ class EmbeddingCache:
             zarr.consolidate_metadata(str(self.zarr_path))
         self._refresh()
 
+    # ------------------------------------------------------------------ extra fused arrays (issue 13: hidden tokens)
+    def ensure_fused_vectors(self, name: str, arrays: dict[str, tuple[int, str]]) -> None:
+        """Create float16 per-cell vector arrays ``key`` [y, x, width] (``arrays``: key → (width, long name)) in the
+        existing fused product ``name``, e.g. ProM3E's hidden tokens. Each is written and committed as its own
+        product with :meth:`write_fused` (product = key) and read back with :meth:`read_fused`."""
+        path = f"fused/{name}"
+        if path not in self.root:
+            raise CacheError(f"cache {str(self.path)!r} has no fused product {name!r}: fuse the cache first")
+        if all(k in self.root[path] for k in arrays):
+            return
+        with _file_lock(self.path / "locks" / "metadata.lock"):
+            self._refresh()
+            g = self.root[path]
+            rows, cols = self.grid.shape
+            c = self.chunk_size
+            dims = _dims(self.grid)
+            for key, (width, long_name) in arrays.items():
+                if key in g:
+                    continue
+                g.create_array(key, shape=(rows, cols, int(width)), chunks=(c, c, int(width)), dtype="float16",
+                               fill_value=np.nan, compressors=None, dimension_names=(*dims, "feature"),
+                               attributes={"grid_mapping": "spatial_ref", "long_name": long_name})
+            self._consolidate()
+
 
 # ---------------------------------------------------------------------- helpers
 def _dims(grid: GridSpec) -> tuple[str, str]:

@@ -27,6 +27,12 @@ _EXPORTS = {
     "compare_maps": "geoprom3e.products.compare",
     "VerifyResult": "geoprom3e.products.cache_ops",
     "verify_cache": "geoprom3e.products.cache_ops",
+    "EmbeddingMapResult": "geoprom3e.products.embedding_map",
+    "EmbeddingMapSettings": "geoprom3e.products.embedding_map",
+    "embedding_maps": "geoprom3e.products.embedding_map",
+    "ProbeResult": "geoprom3e.products.probe",
+    "ProbeSettings": "geoprom3e.products.probe",
+    "linear_probes": "geoprom3e.products.probe",
 }
 
 __all__ = sorted(_EXPORTS)
