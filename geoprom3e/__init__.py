@@ -30,6 +30,10 @@ _EXPORTS = {
     "diversity_map": "geoprom3e.products",
     "compare_maps": "geoprom3e.products",
     "verify_cache": "geoprom3e.products",
+    "embedding_maps": "geoprom3e.products",
+    "linear_probes": "geoprom3e.products",
+    "EmbeddingMapSettings": "geoprom3e.products",
+    "ProbeSettings": "geoprom3e.products",
     # the model and encoders
     "ProM3E": "geoprom3e.model",
     "get_encoder": "geoprom3e.encoders",

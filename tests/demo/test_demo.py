@@ -105,3 +105,10 @@ def test_demo_hands_off_a_command_that_maps_a_photo_from_its_cache(demo_out, tmp
     with rasterio.open(tif) as a, rasterio.open(demo_map) as b:
         np.testing.assert_allclose(a.read(1), b.read(1), atol=1e-6)
         assert a.transform == b.transform
+
+
+def test_demo_habitat_probe_far_above_chance(demo_out):
+    out, text = demo_out
+    rows = {r["representation"]: r for r in json.loads((out / "probe" / "probe_habitat.json").read_text())["rows"]}
+    assert rows["[μ]"]["accuracy"] > rows["chance (majority class)"]["accuracy"] + 0.3
+    assert "| representation | kind | features |" in text
