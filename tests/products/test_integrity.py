@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 
 import numpy as np
 import pytest
@@ -17,7 +16,6 @@ from click.testing import CliRunner
 
 from geoprom3e.cli import main
 from geoprom3e.engine import EmbeddingCache, FuseSettings, embed_grid, fuse_grid
-from geoprom3e.errors import OutputError
 from geoprom3e.model import ProM3E
 from geoprom3e.products import similarity_from_cache, uncertainty_map
 from geoprom3e.testing.engine import FourierLocInput
@@ -164,27 +162,45 @@ def test_a_second_writer_of_the_same_modality_gets_one_line(tmp_path):
     assert embed_grid(GRID, cache, [FourierLocInput()]).chunks_skipped > 0  # released: runs again
 
 
-def test_two_runs_on_one_output_folder_never_both_win(tmp_path):
+_MAP_WRITER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    import numpy as np
+    from geoprom3e.errors import OutputError
+    from geoprom3e.grid import get_grid
     from geoprom3e.io.maps import write_maps
+    out, me, other = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    grid = get_grid("usa-250x500").subset((-105.4, 38.6, -103.6, 39.4))
+    layer = {"v": np.where(grid.mask(), float(me == "a"), np.nan)}
+    (out / f"ready-{me}").touch()
+    while not (out / f"ready-{other}").exists():  # start together: wait on the other run's marker
+        time.sleep(0.01)
+    try:
+        write_maps(out / "maps", grid, layer, basename="m", png=False)
+    except OutputError as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(3)
+""")
 
-    layer = {"v": np.where(GRID.mask(), 1.0, np.nan)}
-    results: list[object] = []
-    barrier = threading.Barrier(2)
 
-    def one() -> None:
-        barrier.wait()
-        try:
-            results.append(write_maps(tmp_path, GRID, layer, basename="m", png=False))
-        except OutputError as exc:
-            results.append(exc)
+def test_two_runs_on_one_output_folder_never_both_win(tmp_path):
+    for trial in range(3):
+        d = tmp_path / str(trial)
+        d.mkdir()
+        procs = [subprocess.Popen([sys.executable, "-c", _MAP_WRITER, str(d), me, other], stderr=subprocess.PIPE,
+                                  text=True) for me, other in (("a", "b"), ("b", "a"))]
+        codes = sorted(p.wait(timeout=300) for p in procs)
+        errs = [p.stderr.read() for p in procs]
+        assert codes == [0, 3], errs
+        assert any("--overwrite" in e for e in errs)
+        import rasterio
 
-    threads = [threading.Thread(target=one) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sum(isinstance(r, OutputError) for r in results) == 1
-    assert not any(p.name.startswith(".m.staging") for p in tmp_path.iterdir())
+        with rasterio.open(d / "maps" / "m.tif") as ds:  # the output set is one run's, whole
+            v = ds.read(1, masked=True).compressed()
+        with open(d / "maps" / "m.stac.json") as f:
+            assert f.read()
+        assert len(set(v.tolist())) == 1
+        assert not any(p.name.startswith(".m.staging") for p in (d / "maps").iterdir())
 
 
 def test_overwrite_removes_every_file_of_the_old_output_set(tmp_path):
