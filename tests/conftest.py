@@ -18,6 +18,18 @@ def shared_path(*parts: str) -> Path:
     return p
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cog_header_cache():
+    """Each test starts with an empty process-wide COG header cache: test servers reuse ports and file names, so an
+    href can name other bytes in the next test (in real use an href's header never changes)."""
+    yield
+    import sys
+
+    cog = sys.modules.get("geoprom3e.imagery.cog")
+    if cog is not None:
+        cog.HEADERS.clear()
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """The ``../shared`` folder (real third-party data and reference fixtures)."""

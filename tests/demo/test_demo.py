@@ -40,7 +40,7 @@ def test_demo_writes_the_four_maps_with_the_grid_georeferencing(demo_out):
             assert (ds.height, ds.width) == grid.shape
             tags = json.dumps(ds.tags())
         nc = xr.open_dataset(maps / name.replace(".tif", ".nc"), decode_coords="all")
-        assert nc.rio.crs.to_epsg() == 4326 and set(bands) <= set(nc.data_vars)
+        assert nc.rio.crs.to_epsg() == 4326 and set(bands) <= set(nc.variables)
         if not name.startswith("diversity"):  # model maps say plainly what is synthetic
             assert "SYNTHETIC DEMO" in tags and "SYNTHETIC DEMO" in nc.attrs.get("note", "")
     assert "maps:" in text and "synthetic" in text
