@@ -249,3 +249,23 @@ def test_supervised_reading_stays_available(tmp_path):
     r = tiny_recipe(epochs=1, score="top1")
     res = train(r, tmp_path / "run", data=make_synthetic(400, seed=1).as_dict())
     assert res.metrics[0]["score"] == "top1" and all(0 <= v <= 1 for v in res.metrics[0]["scores"].values())
+
+
+def test_early_stopping_rule_and_best_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    from geoprom3e.model.train import _stopped
+
+    crit = [{"stop_criterion": v} for v in (3.0, 2.0, 2.5, 2.4)]
+    assert _stopped(crit, 2) and not _stopped(crit, 3) and not _stopped([], 1)
+    r = tiny_recipe(epochs=3, early_stopping=5)
+    res = train(r, tmp_path / "run", data=make_synthetic(400, seed=1).as_dict())
+    m = res.metrics
+    for line in m:  # MIAM's rule: each modality alone plus all (leave-one-out) on validation
+        want = np.nanmean([*line["val_loss_per_modality"].values(), line["val_loo_loss"]])
+        assert np.isclose(line["stop_criterion"], want)
+    best = min(range(len(m)), key=lambda i: m[i]["stop_criterion"])
+    assert m[best].get("best") is True
+    a = load_file(str(tmp_path / "run" / "best" / "model.safetensors"))
+    b = load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
