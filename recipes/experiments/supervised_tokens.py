@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.stats import t as student_t
 from torch import nn
 
 from geoprom3e.model.masking import get_strategy, list_strategies
@@ -221,7 +222,8 @@ def report(out: Path) -> str:
                               for s in common])
                 d = a - b
                 se = d.std(ddof=1) / np.sqrt(len(d))
-                verdict = "win" if d.mean() > 2 * se else "lose" if d.mean() < -2 * se else "tie"
+                crit = float(student_t.ppf(0.975, len(d) - 1)) * se  # paired t-test, two-sided 5 %
+                verdict = "win" if d.mean() > crit else "lose" if d.mean() < -crit else "tie"
                 row += [f"{100 * d.mean():+.1f} ± {100 * d.std(ddof=1):.1f}", verdict]
                 verdicts.setdefault(o, []).append(verdict)
             cmp_lines.append("| " + " | ".join(row) + " |")
@@ -229,8 +231,9 @@ def report(out: Path) -> str:
     cpu = sum(r["cpu_seconds"] for r in runs)
     head = (f"Test accuracy (%) per visible subset, mean ± sd over seeds {seeds} ({len(runs)} runs, "
             f"{cpu / 60:.1f} CPU minutes of training). Chance 6.25 %.\n\n")
-    body = head + table + "\n\nPaired by seed (same rows, same initial weights); verdict: win / lose when the mean " \
-        "difference exceeds 2 standard errors of the paired differences, else tie.\n\n" + "\n".join(cmp_lines) + "\n"
+    body = head + table + "\n\nPaired by seed (same rows, same initial weights); verdict: win / lose when a paired " \
+        "two-sided t-test over the seeds rejects equality at 5 % (|mean| > t(0.975, n−1) · sd / √n), else " \
+        "tie.\n\n" + "\n".join(cmp_lines) + "\n"
     (out / "report.json").write_text(json.dumps({"verdicts": verdicts, "seeds": seeds, "cpu_seconds": cpu}, indent=1))
     return body
 

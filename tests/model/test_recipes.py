@@ -91,11 +91,11 @@ def test_other_recipes_name_what_they_change():
 def test_token_init_is_std_one_as_published():
     torch.manual_seed(0)
     m = ProM3E(ProM3EConfig(embed_dim=256, mlp_dim=64, heads=4))
-    vals = torch.cat([m.cls_tokens.flatten(), m.register_tokens.flatten(),
-                      *[p.flatten() for p in m.modality_identifiers]])
+    vals = torch.cat([m.cls_tokens.detach().flatten(), m.register_tokens.detach().flatten(),
+                      *[p.detach().flatten() for p in m.modality_identifiers]])
     assert abs(float(vals.std()) - 1.0) < 0.05
     small = ProM3E(ProM3EConfig(embed_dim=256, mlp_dim=64, heads=4, token_init_std=0.02))
-    assert abs(float(small.cls_tokens.std()) - 0.02) < 0.005
+    assert abs(float(small.cls_tokens.detach().std()) - 0.02) < 0.005
     assert ProM3EConfig().dropout == 0.0
     assert not any(k.startswith(("mask_token", "error_head")) for k in m.state_dict())
 
@@ -122,7 +122,7 @@ def test_published_source_choice_is_one_source_per_batch_half_each():
     assert len(loader) == 1200 // 64
     g = torch.Generator().manual_seed(0)
     from_a = n = 0
-    for _ in range(60):
+    for _ in range(30):
         for _emb, present, _ in loader.epoch(g):
             audio = present[:, 5]
             assert bool(audio.all()) or not bool(audio.any()), "a batch mixes the two sources"
