@@ -45,6 +45,10 @@ class LossOutput:
     (detached; on the loss's device)."""
     hidden_count: torch.Tensor | None = None
     """[M] number of those rows."""
+    target_sum: torch.Tensor | None = None
+    """[M] sum of the per-row contrastive losses over every row where the modality was a target."""
+    target_count: torch.Tensor | None = None
+    """[M] number of those rows."""
     error: torch.Tensor | None = None
     """Scalar: the :func:`error_nll` term before weighting (error_head models only)."""
 
@@ -134,6 +138,8 @@ def prom3e_loss(
     is_target = torch.zeros(m, dtype=torch.bool)
     h_sum = torch.zeros(m, device=recon.device, dtype=torch.float32)
     h_cnt = torch.zeros(m, device=recon.device, dtype=torch.float32)
+    t_sum = torch.zeros(m, device=recon.device, dtype=torch.float32)
+    t_cnt = torch.zeros(m, device=recon.device, dtype=torch.float32)
     losses = []
     all_rows = bool(use.all())
     for i in range(m):
@@ -154,6 +160,8 @@ def prom3e_loss(
         d = per_row.detach()
         h_sum[i] = (d * hid).sum()
         h_cnt[i] = hid.sum()
+        t_sum[i] = d.sum()
+        t_cnt[i] = d.numel()
     rec = torch.stack(losses).mean() if losses else recon.sum() * 0.0
     kl = kl_divergence(mu.float(), logvar.float())
     total = rec + lambda_kl * kl
@@ -163,5 +171,5 @@ def prom3e_loss(
         total = total + error_weight * err
     return LossOutput(
         total=total, recon=rec, kl=kl, per_modality=per, targets=is_target, hidden_sum=h_sum, hidden_count=h_cnt,
-        error=None if err is None else err.detach(),
+        target_sum=t_sum, target_count=t_cnt, error=None if err is None else err.detach(),
     )

@@ -27,7 +27,8 @@ SCORES = ("train-target-loss", "inverse-loss", "top1")
 
 * ``train-target-loss`` (default; the MIAM paper's self-supervised recipe, appendix A.4.4): modality m is
   scored by its reconstruction loss *as the target*, on the training set, during training: L_m is the mean,
-  over the epoch's batches, of the contrastive loss of the rows in which m was present and masked (hidden).
+  over the epoch's batches, of the contrastive loss of the rows in which m was present and masked (hidden);
+  when m was never hidden in the epoch (OPM before its first drop), of every row in which m was a target.
   Transform: ``s_m = exp(−L_m)`` (the geometric-mean probability the InfoNCE gives the right row; in (0, 1],
   higher is better, like the accuracies MIAM is defined on);
 * ``inverse-loss`` and ``top1`` (the supervised reading, kept as options): m as the only *input* on the

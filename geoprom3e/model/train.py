@@ -275,10 +275,11 @@ def _load_data(rc: TrainRecipe, data: Any) -> list[EmbeddingSet]:
 def target_loss_scores(hidden_loss: Sequence[float]) -> list[float]:
     """MIAM's self-supervised score from the training-set target losses: s_m = exp(−L_m).
 
-    L_m is the epoch's mean contrastive loss of the rows where m was present and hidden (m the target); the
-    transform is monotone decreasing (lower loss, higher score) and maps InfoNCE losses to (0, 1] (the
-    geometric-mean probability of the right row). Modalities never hidden this epoch get the geometric mean of
-    the others (neutral for MIAM's ratios).
+    L_m is the epoch's mean contrastive loss of the rows where m was present and hidden (m the target; when m
+    was never hidden in the epoch, of every row where it was a target); the transform is monotone decreasing
+    (lower loss, higher score) and maps InfoNCE losses to (0, 1] (the geometric-mean probability of the right
+    row). Modalities that were no target at all get the geometric mean of the others (neutral for MIAM's
+    ratios).
     """
     raw = [math.exp(-v) if math.isfinite(v) else math.nan for v in hidden_loss]
     ok = [v for v in raw if math.isfinite(v) and v > 0]
@@ -320,6 +321,8 @@ def _train_epoch(
     err_sum = torch.zeros((), device=loader.device)
     hid_sum = torch.zeros(m, device=loader.device)
     hid_cnt = torch.zeros(m, device=loader.device)
+    tgt_sum = torch.zeros(m, device=loader.device)
+    tgt_cnt = torch.zeros(m, device=loader.device)
     visible_count = torch.zeros(m)
     scales = []
     steps = len(loader)
@@ -349,6 +352,8 @@ def _train_epoch(
             err_sum += loss.error
         hid_sum += loss.hidden_sum
         hid_cnt += loss.hidden_count
+        tgt_sum += loss.target_sum
+        tgt_cnt += loss.target_count
         if step % t.log_every == 0 or step == steps:  # read the loss back only now: no GPU sync per step
             mean = float(total) / step
             if not math.isfinite(mean):
@@ -360,8 +365,12 @@ def _train_epoch(
                 rate = step * loader.batch_size / max(time.perf_counter() - t0, 1e-9)
                 progress(TrainProgress(epoch + 1, t.epochs, step, steps, mean, rate))
     dt = time.perf_counter() - t0
-    cnt = hid_cnt.cpu()
-    hidden_loss = [float(s_) / float(c) if float(c) > 0 else math.nan for s_, c in zip(hid_sum.cpu(), cnt)]
+    # L_m over the rows where m was a hidden target; a modality never hidden this epoch (e.g. OPM before it first
+    # drops anything) falls back to every row where it was a target, so a score exists from the first epoch
+    hidden_loss = [
+        float(hs) / float(hc) if float(hc) > 0 else float(ts) / float(tc) if float(tc) > 0 else math.nan
+        for hs, hc, ts, tc in zip(hid_sum.cpu(), hid_cnt.cpu(), tgt_sum.cpu(), tgt_cnt.cpu())
+    ]
     stats = {
         "train_loss": float(total) / steps,
         "train_kl": float(kl_sum) / steps,

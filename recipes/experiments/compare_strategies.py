@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from geoprom3e.io.atomic import atomic_write_text
-from geoprom3e.model.evaluate import evaluate
+from geoprom3e.model.evaluate import EvaluationReport, SubsetResult, evaluate
 from geoprom3e.model.masking import list_strategies
 from geoprom3e.model.train import train
 from geoprom3e.testing.synthetic import make_synthetic, small_recipe
@@ -43,6 +43,8 @@ def main() -> None:
     ap.add_argument("--lam", type=float, default=1.0, help="MIAM λ")
     ap.add_argument("--score", default="train-target-loss",
                     help="train.score (top1 / inverse-loss: the supervised reading)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep strategies whose run folder already holds an evaluation (delete a folder to redo it)")
     ap.add_argument("--score-smoothing", type=float, default=0.0, help="train.score_smoothing for every run")
     args = ap.parse_args()
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
@@ -50,6 +52,17 @@ def main() -> None:
     held_out = make_synthetic(args.eval_rows, seed=args.seed + 1000).as_dict()  # same maps, new rows
     reports, summary = {}, {}
     for name in strategies:
+        ev = args.out / name / "evaluation" / "evaluation.json"
+        if args.reuse and ev.is_file() and (args.out / name / "metrics.jsonl").is_file():
+            d = json.loads(ev.read_text())
+            d["subsets"] = [SubsetResult(**x) for x in d["subsets"]]
+            reports[name] = EvaluationReport(**d)
+            lines = (args.out / name / "metrics.jsonl").read_text().splitlines()
+            last = json.loads(lines[-1])
+            summary[name] = {"reused": True, "steps": len(lines) * ((args.rows - -(-args.rows // 10)) // 256),
+                             "val_loss": last["val_loss"], "scores": last["scores"],
+                             "strategy": {k: v for k, v in last["strategy"].items() if k != "corner_weights"}}
+            continue
         recipe = small_recipe(epochs=args.epochs, seed=args.seed, t0=20, score_smoothing=args.score_smoothing,
                               score=args.score)
         recipe["masking"] = {"strategy": name, "params": {"lam": args.lam} if name == "miam" else {}}

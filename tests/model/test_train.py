@@ -269,3 +269,13 @@ def test_early_stopping_rule_and_best_weights(tmp_path):
     a = load_file(str(tmp_path / "run" / "best" / "model.safetensors"))
     b = load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_opm_gets_scores_and_drops_with_the_ssl_score(tmp_path):
+    r = tiny_recipe(epochs=3)
+    r["masking"] = {"strategy": "opm", "params": {"warmup_epochs": 1}}
+    res = train(r, tmp_path / "run", data=make_synthetic(500, seed=2).as_dict())
+    m = res.metrics
+    assert m[0]["visible_share"] == [1.0] * 6  # warm-up, and nothing hidden yet: scores from all target rows
+    assert max(m[0]["strategy"]["drop_prob"]) > 0, m[0]["strategy"]
+    assert min(m[-1]["visible_share"]) < 1.0 and m[-1]["mean_feature_scale"] > 1.0
