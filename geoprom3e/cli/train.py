@@ -12,13 +12,17 @@ _TRAIN_HELP = f"""Train ProM3E as RECIPE (a YAML file) says, with optional KEY=V
 
 \b
 Examples:
-  geoprom3e train recipes/train/prom3e-published.yaml data.path=multinat.npy --out runs/published
+  geoprom3e train recipes/train/prom3e-published.yaml data.path=[taxabind.npy,inat.npy] --out runs/published
   geoprom3e train recipes/train/prom3e-miam.yaml data.path=emb.parquet masking.params.lam=2 train.epochs=50
+  geoprom3e train recipes/train/prom3e-miam.yaml data.path=emb.npz train.score=top1   # supervised-style score
   geoprom3e train recipes/train/prom3e-miam.yaml --out runs/miam --resume      # continue a stopped run
 
 \b
 Overrides use section.key: model.embed_dim=256, data.modalities=[image,sat,loc], masking.strategy=opm,
 masking.params={{p: 0.5}}, train.batch_size=512, train.device=cuda. Strategies: {", ".join(list_strategies())}.
+prom3e-published.yaml is the published training; project additions are opt-in keys (train.grad_clip,
+train.amp, train.score_smoothing, train.early_stopping, model.mask_token, model.error_head,
+data.source_sampling=pooled); prom3e-dropout-clip-bf16.yaml names the old project settings.
 The run folder gets recipe.yaml, metrics.jsonl (one JSON line per epoch), checkpoints/epoch-NNNN/ and model/.
 """
 

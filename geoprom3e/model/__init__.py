@@ -11,6 +11,7 @@ from geoprom3e.model.loss import prom3e_loss  # isort: skip
 from geoprom3e.model.masking import MaskingStrategy, get_strategy, list_strategies  # isort: skip
 from geoprom3e.model.recipe import TrainRecipe, load_recipe  # isort: skip
 from geoprom3e.model.train import TrainResult, train  # isort: skip
+from geoprom3e.model.uncertainty import MEASURES as UNCERTAINTY_MEASURES, uncertainty  # isort: skip
 
 __all__ = [
     "EmbeddingSet",
@@ -22,6 +23,7 @@ __all__ = [
     "ProM3EConfig",
     "TrainRecipe",
     "TrainResult",
+    "UNCERTAINTY_MEASURES",
     "as_embedding_set",
     "evaluate",
     "get_strategy",
@@ -31,5 +33,6 @@ __all__ = [
     "read_checkpoint",
     "save_checkpoint",
     "train",
+    "uncertainty",
     "write_evaluation",
 ]

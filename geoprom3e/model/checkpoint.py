@@ -171,6 +171,8 @@ def infer_config(state: dict[str, torch.Tensor], *, warn: bool = True) -> ProM3E
             num_register_tokens=int(state["register_tokens"].shape[0]) if "register_tokens" in state else 0,
             num_cls_tokens=int(cls.shape[0]),
             proj_hidden_dim=int(state["projectors.0.net.1.weight"].shape[0]),
+            mask_token="mask_token" in state,
+            error_head="error_head.weight" in state,
         )
     except (KeyError, IndexError) as exc:
         raise CheckpointError(
@@ -217,6 +219,7 @@ def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], con
         implied = infer_config(state, warn=False).to_dict()
         implied.pop("dropout", None)
         implied.pop("lambda_kl", None)
+        implied.pop("token_init_std", None)
         implied_txt = f"; the tensors imply {implied}"
     except CheckpointError:
         implied_txt = ""

@@ -33,12 +33,23 @@ class ProM3EConfig:
     """Learned register tokens R placed after the two latent tokens."""
     num_cls_tokens: int = 2
     """Latent tokens: the μ token and the log-variance token (always 2 in the published model)."""
-    dropout: float = 0.1
-    """Dropout probability used in training (inactive at inference)."""
+    dropout: float = 0.0
+    """Dropout probability used in training (inactive at inference). Published: 0.0 (``train.py``
+    ``--dropout`` default and ``ProM3E(dropout=0.0)`` in mvrl/proM3E)."""
     lambda_kl: float = 1e-3
     """Weight of the KL term in the training loss."""
     proj_hidden_dim: int = 1024
     """Hidden width of the per-modality input projectors (fixed at 1024 in the published model)."""
+    token_init_std: float = 1.0
+    """Standard deviation of the initial cls, register and modality-identifier vectors. Published: 1.0
+    (``nn.Parameter(torch.randn(...))`` in mvrl/proM3E ``model.py``); 0.02 is the ViT/BERT habit."""
+    mask_token: bool = False
+    """Project option (not published): a masked modality becomes a learned mask token (plus its modality
+    identifier) instead of being dropped from the sequence. Adds the ``mask_token`` [E] parameter."""
+    error_head: bool = False
+    """Research option (not published): a linear head on the log-variance token's output predicts the log of
+    each row's reconstruction error (``Inference.recon_sigma``); trained with a heteroscedastic likelihood on
+    detached residuals (see :mod:`geoprom3e.model.loss`). Adds ``error_head.{weight,bias}``."""
 
     def __post_init__(self) -> None:
         for f in ("input_dim", "embed_dim", "num_modalities", "depth", "heads", "mlp_dim", "proj_hidden_dim"):
@@ -60,6 +71,15 @@ class ProM3EConfig:
             raise ConfigError(f"model config dropout = {self.dropout}: must be in [0, 1)")
         if self.lambda_kl < 0:
             raise ConfigError(f"model config lambda_kl = {self.lambda_kl}: must be >= 0")
+        ok = isinstance(self.token_init_std, (int, float)) and not isinstance(self.token_init_std, bool)
+        if not ok or not 0.0 < float(self.token_init_std) < float("inf"):
+            raise ConfigError(
+                f"model config token_init_std = {self.token_init_std!r}: must be a positive number "
+                "(1.0 as published, 0.02 for the small-init habit)"
+            )
+        for name in ("mask_token", "error_head"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"model config {name} = {getattr(self, name)!r}: must be true or false")
 
     @classmethod
     def field_names(cls) -> list[str]:

@@ -351,3 +351,49 @@ class BatchLoader:
             sl = slice(k * self.batch_size, (k + 1) * self.batch_size)
             idx = perm_dev[sl]
             yield self._emb[idx], self._present[idx], self.data.present[perm[sl]]
+
+
+def concat_sets(sets: Sequence[EmbeddingSet]) -> EmbeddingSet:
+    """Rows of several sets, one after the other (they must share modalities and width)."""
+    if len(sets) == 1:
+        return sets[0]
+    return EmbeddingSet(
+        torch.cat([s.embeddings for s in sets]), torch.cat([s.present for s in sets]), sets[0].names
+    )
+
+
+class SourceMixLoader:
+    """The published loader for several sources (mvrl/proM3E ``ProM3EDataset.__getitem__``).
+
+    Every batch comes from ONE source, picked with equal probability (``torch.rand(1) < 0.5`` between the
+    all-paired TaxaBind set and the iNat set there), and its rows are drawn from that source without
+    replacement (``np.random.choice(n, batch_size, replace=False)``); batches are independent of each other.
+    An epoch has (Σ rows) // batch_size batches (``__len__`` there). Same interface as :class:`BatchLoader`.
+    """
+
+    def __init__(
+        self, sources: Sequence[EmbeddingSet], batch_size: int, *, device: str | torch.device = "cpu"
+    ) -> None:
+        small = [len(s) for s in sources if len(s) < batch_size]
+        if small:
+            raise InputError(
+                f"batch size {batch_size} is larger than a source's {min(small)} training rows: every batch is "
+                f"drawn from one source, so set train.batch_size to at most {min(small)}"
+            )
+        self.sources = list(sources)
+        self.data = concat_sets(self.sources)
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        self._emb = [s.embeddings.to(self.device) for s in self.sources]
+        self._present = [s.present.to(self.device) for s in self.sources]
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.sources) // self.batch_size
+
+    def epoch(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Yield (embeddings, present, present on the CPU) for each batch of one epoch."""
+        for _ in range(len(self)):
+            k = int(torch.randint(len(self.sources), (1,), generator=generator))
+            idx = torch.randperm(len(self.sources[k]), generator=generator)[: self.batch_size]
+            idx_dev = idx.to(self.device, non_blocking=True)
+            yield self._emb[k][idx_dev], self._present[k][idx_dev], self.sources[k].present[idx]

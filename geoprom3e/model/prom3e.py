@@ -52,6 +52,12 @@ class Inference:
     ``return_hidden=True``."""
     hidden_mask: torch.Tensor | None = None
     """[B, 2 + R + V] bool, True where ``hidden`` holds a real token (False for padding of mixed batches)."""
+    recon_sigma: torch.Tensor | None = None
+    """[B] research option, only for models built with ``error_head=True`` (None otherwise): the predicted
+    root-mean-square reconstruction distance ``sqrt(mean_j ‖recon_j − e_j‖²)`` over target modalities j (unit
+    vectors: 0 … 2),
+    learned with a heteroscedastic likelihood (see :func:`geoprom3e.model.loss.error_nll`). Not published;
+    unlike :attr:`sigma_l1` it is trained to track how hard a row is to reconstruct."""
 
     def recon_of(self, modality: str | int) -> torch.Tensor:
         """[B, 512] reconstruction of one modality (it must have been decoded)."""
@@ -73,6 +79,8 @@ class ForwardOutput:
     """[B, E] one reparameterised sample (z = μ when sampling is off)."""
     recon: torch.Tensor
     """[B, M, 512] L2-normalised reconstruction of every modality from z."""
+    log_err: torch.Tensor | None = None
+    """[B] predicted log of the mean squared reconstruction distance ‖recon_j − e_j‖² (``error_head`` only)."""
 
 
 class ProM3E(nn.Module):
@@ -86,22 +94,27 @@ class ProM3E(nn.Module):
             config = ProM3EConfig(**{**config.to_dict(), **overrides})
         self.config = config
         c = config
-        self.cls_tokens = nn.Parameter(torch.randn(c.num_cls_tokens, c.embed_dim) * 0.02)
-        self.register_tokens = nn.Parameter(torch.randn(c.num_register_tokens, c.embed_dim) * 0.02)
+        std = float(c.token_init_std)  # published: torch.randn, i.e. std 1 (mvrl/proM3E model.py)
+        self.cls_tokens = nn.Parameter(torch.randn(c.num_cls_tokens, c.embed_dim) * std)
+        self.register_tokens = nn.Parameter(torch.randn(c.num_register_tokens, c.embed_dim) * std)
         self.negative_scale = nn.Parameter(torch.tensor(-5.0))
         self.negative_shift = nn.Parameter(torch.tensor(5.0))
         self.projectors = nn.ModuleList(
             MLPHead(c.input_dim, c.proj_hidden_dim, c.embed_dim, c.dropout) for _ in range(c.num_modalities)
         )
         self.modality_identifiers = nn.ParameterList(
-            nn.Parameter(torch.randn(c.embed_dim) * 0.02) for _ in range(c.num_modalities)
+            nn.Parameter(torch.randn(c.embed_dim) * std) for _ in range(c.num_modalities)
         )
+        if c.mask_token:  # project option: masked modalities become this token instead of being dropped
+            self.mask_token = nn.Parameter(torch.randn(c.embed_dim) * std)
         self.encoder = nn.ModuleList(
             EncoderBlock(c.embed_dim, c.heads, c.mlp_dim, c.dropout) for _ in range(c.depth)
         )
         self.decoders = nn.ModuleList(
             MLPHead(c.embed_dim, c.embed_dim, c.input_dim, c.dropout) for _ in range(c.num_modalities)
         )
+        if c.error_head:  # research option: predicted log reconstruction error from the log-variance token
+            self.error_head = nn.Linear(c.embed_dim, 1)
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
@@ -204,33 +217,68 @@ class ProM3E(nn.Module):
             )
 
     # ------------------------------------------------------------------ tokens
-    def _tokens(self, emb: torch.Tensor, order: list[int] | None, mask: torch.Tensor) -> torch.Tensor:
-        """Projected modality tokens: [B, V, E] in ``order``, or [B, M, E] (zeros where masked) when mixed."""
+    def _tokens(
+        self,
+        emb: torch.Tensor,
+        order: list[int] | None,
+        mask: torch.Tensor,
+        scale: torch.Tensor | float | None = None,
+    ) -> torch.Tensor:
+        """Projected modality tokens: [B, V, E] in ``order``, or [B, M, E] (zeros where masked) when mixed.
+
+        With ``config.mask_token`` always [B, M, E] in modality order, masked entries holding the learned mask
+        token plus their modality identifier. ``scale`` ([B] or a number) multiplies the projector outputs
+        (OPM's feature rescaling)."""
+
+        def proj(i: int, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+            out = self.projectors[i](x)
+            if scale is not None:
+                sc = scale if not isinstance(scale, torch.Tensor) or scale.ndim == 0 else (
+                    scale if rows is None else scale[rows]
+                )[:, None]
+                out = out * sc
+            return out + self.modality_identifiers[i]
+
+        if self.config.mask_token:
+            b, m, _ = emb.shape
+            emb = torch.where(mask[..., None], emb, torch.zeros((), dtype=emb.dtype, device=emb.device))
+            toks = []
+            for i in range(m):
+                masked_tok = self.mask_token + self.modality_identifiers[i]
+                if bool(mask[:, i].all()):
+                    toks.append(proj(i, emb[:, i]))
+                elif not bool(mask[:, i].any()):
+                    toks.append(masked_tok.expand(b, -1))
+                else:
+                    toks.append(torch.where(mask[:, i, None], proj(i, emb[:, i]), masked_tok))
+            return torch.stack(toks, dim=1)
         if order is not None:
-            return torch.stack(
-                [self.projectors[i](emb[:, i]) + self.modality_identifiers[i] for i in order], dim=1
-            )
+            return torch.stack([proj(i, emb[:, i]) for i in order], dim=1)
         b, m, _ = emb.shape
         tokens = emb.new_zeros(b, m, self.config.embed_dim)
         for i in range(m):
             rows = mask[:, i].nonzero().flatten()
             if rows.numel():
-                tokens[rows, i] = self.projectors[i](emb[rows, i]) + self.modality_identifiers[i]
+                tokens[rows, i] = proj(i, emb[rows, i], rows)
         return tokens
 
     def _constant_tokens(self) -> torch.Tensor:
         return torch.cat([self.cls_tokens, self.register_tokens], dim=0)
 
     def encode_sequence(
-        self, emb: torch.Tensor, order: list[int] | None, mask: torch.Tensor
+        self,
+        emb: torch.Tensor,
+        order: list[int] | None,
+        mask: torch.Tensor,
+        scale: torch.Tensor | float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Published encoder on the whole sequence: returns (hidden [B, 2+R+V, E], key padding mask or None)."""
-        tokens = self._tokens(emb, order, mask)
+        tokens = self._tokens(emb, order, mask, scale)
         b = tokens.shape[0]
         const = self._constant_tokens().unsqueeze(0).expand(b, -1, -1)
         x = torch.cat([const, tokens], dim=1)
         kpm = None
-        if order is None:
+        if order is None and not self.config.mask_token:
             kpm = torch.cat([mask.new_zeros(b, const.shape[1]), ~mask], dim=1)
         for blk in self.encoder:
             x = blk(x, key_padding_mask=kpm)
@@ -243,7 +291,7 @@ class ProM3E(nn.Module):
         const = self._constant_tokens()
         nc = const.shape[0]
         keep = None
-        if order is None:
+        if order is None and not self.config.mask_token:
             keep = torch.cat([mask.new_ones(b, nc), mask], dim=1)[:, None, None, :]
         depth = len(self.encoder)
         x: torch.Tensor | None = None
@@ -292,11 +340,15 @@ class ProM3E(nn.Module):
         *,
         sample: bool = True,
         generator: torch.Generator | None = None,
+        token_scale: torch.Tensor | float | None = None,
     ) -> ForwardOutput:
-        """Training forward on the full sequence: one reparameterised z per row, every decoder."""
+        """Training forward on the full sequence: one reparameterised z per row, every decoder.
+
+        ``token_scale`` ([B] or a number) multiplies the projected modality features before the modality
+        identifier is added (OPM's rescaling by 1 / (1 − θ)); None leaves them as published."""
         emb = self._check_embeddings(embeddings)
         order, mask = self.resolve_visible(visible, emb.shape[0])
-        h, _ = self.encode_sequence(emb, order, mask)
+        h, _ = self.encode_sequence(emb, order, mask, token_scale)
         mu = F.normalize(h[:, 0], dim=-1)
         logvar = h[:, 1]
         z = mu
@@ -304,7 +356,8 @@ class ProM3E(nn.Module):
             eps = torch.randn(mu.shape[0], 1, generator=generator, device=mu.device, dtype=mu.dtype)
             z = mu + torch.exp(logvar / 2) * eps
         recon = torch.stack([F.normalize(dec(z), dim=-1) for dec in self.decoders], dim=1)
-        return ForwardOutput(mu=mu, logvar=logvar, z=z, recon=recon)
+        log_err = self.error_head(h[:, 1]).squeeze(-1) if self.config.error_head else None
+        return ForwardOutput(mu=mu, logvar=logvar, z=z, recon=recon, log_err=log_err)
 
     def infer(
         self,
@@ -355,6 +408,9 @@ class ProM3E(nn.Module):
                 logvar = lat[:, 1]
                 std = torch.exp(logvar / 2)
                 sigma_l1 = std.sum(dim=-1)
+                recon_sigma = None
+                if self.config.error_head:
+                    recon_sigma = torch.exp(self.error_head(lat[:, 1]).squeeze(-1) / 2)
                 recon = None
                 if dec_idx:
                     z = mu
@@ -376,6 +432,7 @@ class ProM3E(nn.Module):
             visible=mask,
             hidden=hidden,
             hidden_mask=hidden_mask,
+            recon_sigma=recon_sigma,
         )
 
 

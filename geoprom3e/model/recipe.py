@@ -22,9 +22,20 @@ from geoprom3e.errors import ConfigError
 from geoprom3e.model.config import ProM3EConfig
 from geoprom3e.model.masking import get_strategy
 
-SCORES = ("inverse-loss", "top1")
-"""Per-modality validation scores for dynamic strategies: 1 / reconstruction loss of the other modalities
-with only m visible, or their top-1 retrieval accuracy."""
+SCORES = ("train-target-loss", "inverse-loss", "top1")
+"""Per-modality scores s_m for dynamic strategies (MIAM, OPM):
+
+* ``train-target-loss`` (default; the MIAM paper's self-supervised recipe, appendix A.4.4): modality m is
+  scored by its reconstruction loss *as the target*, on the training set, during training: L_m is the mean,
+  over the epoch's batches, of the contrastive loss of the rows in which m was present and masked (hidden);
+  when m was never hidden in the epoch (OPM before its first drop), of every row in which m was a target.
+  Transform: ``s_m = exp(−L_m)`` (the geometric-mean probability the InfoNCE gives the right row; in (0, 1],
+  higher is better, like the accuracies MIAM is defined on);
+* ``inverse-loss`` and ``top1`` (the supervised reading, kept as options): m as the only *input* on the
+  validation rows; 1 / the reconstruction loss of the other modalities, or their top-1 retrieval."""
+
+SOURCE_SAMPLING = ("published", "pooled")
+"""How batches are drawn when ``data.path`` lists several sources (see :class:`DataSpec`)."""
 
 RESUME_FREE = ("train.epochs", "train.device", "train.num_threads", "train.log_every", "data.path")
 """Keys that may differ between a checkpoint and the run that resumes it."""
@@ -34,8 +45,10 @@ RESUME_FREE = ("train.epochs", "train.device", "train.num_threads", "train.log_e
 class DataSpec:
     """Where the paired embeddings come from and how they are split."""
 
-    path: str | None = None
-    """A .npy (MultiNat dict), .npz, .parquet file or a .zarr folder; None when data is passed from Python."""
+    path: str | list[str] | None = None
+    """A .npy (MultiNat dict), .npz, .parquet file or a .zarr folder; None when data is passed from Python.
+    A list of two gives the published pair of sources: the all-paired (TaxaBind) set first, then the iNat
+    set (rows without audio); see ``source_sampling``."""
     modalities: tuple[str, ...] | None = None
     """Modalities the data holds (default all six); others are treated as missing in every row."""
     val_fraction: float = 0.1
@@ -44,8 +57,23 @@ class DataSpec:
     """``error`` stops on NaN/inf embeddings; ``absent`` treats those entries as missing."""
     normalize: bool = True
     """L2-normalise every embedding on load."""
+    source_sampling: str = "published"
+    """With several sources: ``published`` picks, for every batch, one source with equal probability (½ each
+    for the all-paired and the iNat set, as mvrl/proM3E ``dataset.py`` does with ``torch.rand(1) < 0.5``) and
+    draws the batch's rows from it without replacement; an epoch has (Σ rows) // batch batches. ``pooled``
+    (project option) shuffles all rows together, so each source contributes in proportion to its size.
+    With one source both are an ordinary shuffled epoch."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.path, (list, tuple)):
+            paths = [str(p) for p in self.path]
+            if not paths:
+                raise ConfigError("data.path = []: give a file, a list of files, or null")
+            object.__setattr__(self, "path", paths[0] if len(paths) == 1 else paths)
+        if self.source_sampling not in SOURCE_SAMPLING:
+            raise ConfigError(
+                f"data.source_sampling = {self.source_sampling!r}: use one of {', '.join(SOURCE_SAMPLING)}"
+            )
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction = {self.val_fraction!r}: must be in (0, 1), e.g. 0.1")
         if self.on_nan not in ("error", "absent"):
@@ -90,25 +118,36 @@ class TrainSpec:
     """Epochs of the first cosine cycle (CosineAnnealingWarmRestarts T_0, stepped once per epoch)."""
     eta_min: float = 1e-6
     """Lowest learning rate of each cosine cycle."""
-    grad_clip: float = 1.0
-    """Clip the gradient norm to this (0 turns clipping off; not part of the published recipe)."""
-    amp: bool = True
-    """bf16 autocast on CUDA (never on CPU, where bf16 is slow without AVX512-BF16)."""
+    grad_clip: float = 0.0
+    """Project option: clip the gradient norm to this (0 = off, as published: the Lightning Trainer in
+    mvrl/proM3E ``train.py`` sets no ``gradient_clip_val``)."""
+    amp: bool = False
+    """Project option: bf16 autocast on CUDA (never on CPU, where bf16 is slow without AVX512-BF16). Off =
+    fp32, as published (no ``precision`` given to the Lightning Trainer)."""
     masked_only: bool = False
     """Reconstruct only the modalities a row did not see (published: every present modality)."""
     seed: int = 0
     """Seed for the split, initial weights, masks, batch order, dropout and the latent noise."""
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
-    score: str = "top1"
-    """Per-modality score s_m for dynamic strategies: ``top1`` (top-1 retrieval of the other modalities'
-    reconstructions with only m visible) or ``inverse-loss`` (1 / their reconstruction loss, the paper's
-    self-supervised choice; its ratios between modalities are much flatter)."""
+    score: str = "train-target-loss"
+    """Per-modality score s_m for dynamic strategies (see :data:`SCORES`): ``train-target-loss`` (default, the
+    MIAM paper's self-supervised recipe: m as the reconstruction target on the training set, s = exp(−L_m)),
+    or the supervised reading ``top1`` / ``inverse-loss`` (m as the only input, on validation rows)."""
     score_smoothing: float = 0.0
-    """Exponential smoothing a of the scores fed to the strategy: s ← a·s_prev + (1 − a)·s_new (0 = off, as in
-    the paper). MIAM's d_m = |Δ s_m| is dominated by validation noise on small validation sets; 0.5–0.9 calms it."""
+    """Project option: exponential smoothing a of the scores fed to the strategy, s ← a·s_prev + (1 − a)·s_new
+    (0 = off, as in the paper). With the validation scores, d_m = |Δ s_m| is dominated by validation noise on
+    small validation sets; 0.5–0.9 calms it."""
     score_rows: int = 2048
     """Validation rows used for the per-modality scores (retrieval over this many)."""
+    early_stopping: int = 0
+    """Project option from MIAM (off = 0, as in the published 500-epoch run): stop when the early-stopping
+    criterion has not improved for this many epochs, and leave the best epoch's weights in ``model/``. The
+    criterion follows MIAM's rule of validating on every single modality plus all modalities together: the
+    mean of the M + 1 validation losses, one with each modality alone as input (the others its targets) and
+    one leave-one-out loss with all other modalities as input for each target (lower is better)."""
+    error_weight: float = 1.0
+    """Weight of the :func:`~geoprom3e.model.loss.error_nll` term (only with ``model.error_head``)."""
     keep_checkpoints: int = 2
     """Epoch checkpoints to keep (the newest ones); older ones are deleted."""
     num_threads: int = 0
@@ -128,6 +167,9 @@ class TrainSpec:
         _float_in("train.eta_min", self.eta_min, 0.0, self.lr)
         _float_in("train.grad_clip", self.grad_clip, 0.0, math.inf)
         _float_in("train.score_smoothing", self.score_smoothing, 0.0, 0.99)
+        _float_in("train.error_weight", self.error_weight, 0.0, math.inf)
+        if not isinstance(self.early_stopping, int) or isinstance(self.early_stopping, bool) or self.early_stopping < 0:
+            raise ConfigError(f"train.early_stopping = {self.early_stopping!r}: patience in epochs, 0 = off")
         betas = tuple(self.betas)
         if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas):
             raise ConfigError(f"train.betas = {self.betas!r}: must be two numbers in [0, 1), e.g. [0.9, 0.98]")

@@ -3,10 +3,16 @@
 >>> from geoprom3e.model.train import train
 >>> result = train("recipes/train/prom3e-miam.yaml", "runs/miam", overrides=["train.epochs=5"])
 
-Each epoch: the training pass, a validation pass that also yields one score per modality (how well the
-other modalities are reconstructed from that modality alone), the masking strategy's update, a JSON line in
-``metrics.jsonl`` and a checkpoint ``checkpoints/epoch-NNNN/`` (``config.json`` + ``model.safetensors`` +
-``training_state.pt`` with optimiser, scheduler, RNG and masking state), each written atomically.
+Each epoch: the training pass (which also sums, per modality, the loss of the rows where that modality was a
+hidden target: the default MIAM/OPM score, ``train.score = train-target-loss``), a validation pass (the
+validation loss, and the supervised-reading scores when ``train.score`` asks for them), the masking strategy's
+update, a JSON line in ``metrics.jsonl`` and a checkpoint ``checkpoints/epoch-NNNN/`` (``config.json`` +
+``model.safetensors`` + ``training_state.pt`` with optimiser, scheduler, RNG and masking state), each written
+atomically. With ``train.early_stopping`` the best epoch so far is also kept in ``best/``.
+
+Several data sources (``data.path: [paired.npy, inat.npy]`` or ``data=[a, b]``) are split into
+training/validation rows each; batches are drawn as ``data.source_sampling`` says (published: one source
+per batch, each with equal probability).
 """
 
 from __future__ import annotations
@@ -30,7 +36,14 @@ import torch
 from geoprom3e.errors import ConfigError, OutputError, TrainingError
 from geoprom3e.io.atomic import atomic_dir, atomic_write_text
 from geoprom3e.model.checkpoint import save_checkpoint
-from geoprom3e.model.data import BatchLoader, EmbeddingSet, as_embedding_set, split_train_val
+from geoprom3e.model.data import (
+    BatchLoader,
+    EmbeddingSet,
+    SourceMixLoader,
+    as_embedding_set,
+    concat_sets,
+    split_train_val,
+)
 from geoprom3e.model.evaluate import validate
 from geoprom3e.model.loss import prom3e_loss
 from geoprom3e.model.masking import MaskingStrategy, get_strategy
@@ -105,7 +118,8 @@ def train(
     Args:
         recipe: a YAML path, a nested dict or a :class:`TrainRecipe` (None: published defaults).
         out_dir: run folder (``recipe.yaml``, ``metrics.jsonl``, ``checkpoints/``, ``model/``).
-        data: embeddings passed directly (dict, array, :class:`EmbeddingSet` or a path); overrides ``data.path``.
+        data: embeddings passed directly (dict, array, :class:`EmbeddingSet` or a path; a list of them for several
+            sources, the all-paired set first); overrides ``data.path``.
         overrides: ``["train.epochs=3", ...]`` or ``{"train.epochs": 3}`` applied on top of the recipe.
         resume: continue from the newest checkpoint in ``out_dir`` (the recipe must match it, epochs aside).
         overwrite: start afresh even when ``out_dir`` already holds checkpoints (they are deleted).
@@ -134,12 +148,18 @@ def _train(
             f"{str(out)!r} already holds a training run ({latest.name}): pass --resume to continue it, "
             "--overwrite to start again, or choose another output folder"
         )
-    dataset = _load_data(rc, data)
-    train_set, val_set = split_train_val(dataset, rc.data.val_fraction, t.seed)
-    loader = BatchLoader(train_set, t.batch_size, device=device)
+    sources = _load_data(rc, data)
+    dataset = concat_sets(sources)
+    splits = [split_train_val(src, rc.data.val_fraction, t.seed + k) for k, src in enumerate(sources)]
+    val_set = concat_sets([v for _, v in splits])
+    if len(sources) > 1 and rc.data.source_sampling == "published":
+        loader: BatchLoader | SourceMixLoader = SourceMixLoader([a for a, _ in splits], t.batch_size, device=device)
+    else:
+        loader = BatchLoader(concat_sets([a for a, _ in splits]), t.batch_size, device=device)
     data_fp = _data_fingerprint(dataset)
     if latest is not None and not resume:  # --overwrite, once the data has proven usable
         shutil.rmtree(ckpt_root)
+        shutil.rmtree(out / "best", ignore_errors=True)
         latest = None
 
     torch.manual_seed(t.seed)
@@ -164,8 +184,13 @@ def _train(
 
     use_amp = t.amp and device.type == "cuda"
     ckpt = latest
+    names = dataset.names
     for epoch in range(start, t.epochs):
-        train_stats = _train_epoch(model, loader, strategy, opt, rc, gen, noise, use_amp, epoch, progress)
+        if t.early_stopping and _stopped(metrics, t.early_stopping):
+            log.info("early stopping: no improvement for %d epochs", t.early_stopping)
+            break
+        strategy.start_epoch(epoch)
+        train_stats, hidden_loss = _train_epoch(model, loader, strategy, opt, rc, gen, noise, use_amp, epoch, progress)
         sched.step()
         val = validate(
             model,
@@ -175,24 +200,33 @@ def _train(
             score_rows=t.score_rows,
             lambda_kl=rc.model.lambda_kl,
             device=device,
+            leave_one_out=t.early_stopping > 0,
         )
-        used = val.scores
+        scores = target_loss_scores(hidden_loss) if t.score == "train-target-loss" else val.scores
+        used = scores
         if t.score_smoothing and metrics:
             a = t.score_smoothing
             prev = list(metrics[-1]["scores_used"].values())
-            used = [a * p + (1 - a) * v for p, v in zip(prev, val.scores)]
+            used = [a * p + (1 - a) * v for p, v in zip(prev, scores)]
         strategy.update(used)
         line = {
             "epoch": epoch + 1,
             **train_stats,
+            "train_target_loss": dict(zip(names, hidden_loss)),
             "val_loss": val.loss,
-            "val_loss_per_modality": dict(zip(dataset.names, val.per_modality)),
-            "scores": dict(zip(dataset.names, val.scores)),
-            "scores_used": dict(zip(dataset.names, used)),
+            "val_loss_per_modality": dict(zip(names, val.per_modality)),
+            "scores": dict(zip(names, scores)),
+            "scores_used": dict(zip(names, used)),
             "score": t.score,
             "lr": opt.param_groups[0]["lr"],
             "strategy": strategy.state(),
         }
+        if t.early_stopping:
+            line["val_loo_loss"] = val.loo_loss
+            line["stop_criterion"] = float(np.nanmean([*val.per_modality, val.loo_loss]))
+            if _is_best(metrics, line["stop_criterion"]):
+                save_checkpoint(model, out / "best")
+                line["best"] = True
         metrics.append(line)
         ckpt = _save(ckpt_root, epoch + 1, rc, data_fp, model, opt, sched, strategy, gen, noise, metrics)
         atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in metrics))
@@ -207,29 +241,69 @@ def _train(
             )
     if ckpt is None:
         raise TrainingError(f"no epoch ran and {str(out)!r} holds no checkpoint: set train.epochs >= 1")
+    if t.early_stopping and (out / "best" / "model.safetensors").is_file():
+        from geoprom3e.model.checkpoint import read_checkpoint
+
+        weights, _, _ = read_checkpoint(out / "best")
+        model.load_state_dict({k: v.to(device) for k, v in weights.items()}, strict=True)
     save_checkpoint(model, out / "model")
     model.eval()
     return TrainResult(out_dir=out, checkpoint=ckpt, model=model, recipe=rc, metrics=metrics)
 
 
-def _load_data(rc: TrainRecipe, data: Any) -> EmbeddingSet:
+def _load_data(rc: TrainRecipe, data: Any) -> list[EmbeddingSet]:
     source = data if data is not None else rc.data.path
     if source is None:
         raise ConfigError("no training data: set data.path=FILE in the recipe (or pass data= from Python)")
-    return as_embedding_set(
-        source,
-        modalities=rc.data.modalities,
-        num_modalities=rc.model.num_modalities,
-        input_dim=rc.model.input_dim,
-        on_nan=rc.data.on_nan,
-        normalize=rc.data.normalize,
-        source=str(rc.data.path) if data is None else "data",
-    )
+    items = list(source) if isinstance(source, list) else [source]
+    if not items:
+        raise ConfigError("no training data: data= is an empty list")
+    return [
+        as_embedding_set(
+            item,
+            modalities=rc.data.modalities,
+            num_modalities=rc.model.num_modalities,
+            input_dim=rc.model.input_dim,
+            on_nan=rc.data.on_nan,
+            normalize=rc.data.normalize,
+            source=str(item) if isinstance(item, (str, Path)) else f"data[{k}]" if len(items) > 1 else "data",
+        )
+        for k, item in enumerate(items)
+    ]
+
+
+def target_loss_scores(hidden_loss: Sequence[float]) -> list[float]:
+    """MIAM's self-supervised score from the training-set target losses: s_m = exp(−L_m).
+
+    L_m is the epoch's mean contrastive loss of the rows where m was present and hidden (m the target; when m
+    was never hidden in the epoch, of every row where it was a target); the transform is monotone decreasing
+    (lower loss, higher score) and maps InfoNCE losses to (0, 1] (the geometric-mean probability of the right
+    row). Modalities that were no target at all get the geometric mean of the others (neutral for MIAM's
+    ratios).
+    """
+    raw = [math.exp(-v) if math.isfinite(v) else math.nan for v in hidden_loss]
+    ok = [v for v in raw if math.isfinite(v) and v > 0]
+    fill = float(np.exp(np.mean(np.log(ok)))) if ok else 1.0
+    return [v if math.isfinite(v) and v > 0 else fill for v in raw]
+
+
+def _is_best(metrics: list[dict[str, Any]], value: float) -> bool:
+    prev = [m["stop_criterion"] for m in metrics if math.isfinite(m.get("stop_criterion", math.nan))]
+    return math.isfinite(value) and (not prev or value < min(prev))
+
+
+def _stopped(metrics: list[dict[str, Any]], patience: int) -> bool:
+    crit = [m.get("stop_criterion", math.nan) for m in metrics]
+    ok = [i for i, v in enumerate(crit) if math.isfinite(v)]
+    if not ok:
+        return False
+    best = min(ok, key=lambda i: crit[i])
+    return len(crit) - 1 - best >= patience
 
 
 def _train_epoch(
     model: ProM3E,
-    loader: BatchLoader,
+    loader: BatchLoader | SourceMixLoader,
     strategy: MaskingStrategy,
     opt: torch.optim.Optimizer,
     rc: TrainRecipe,
@@ -238,24 +312,34 @@ def _train_epoch(
     use_amp: bool,
     epoch: int,
     progress: ProgressFn | None,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[float]]:
     t = rc.train
+    m = rc.model.num_modalities
     model.train()
     total = torch.zeros((), device=loader.device)
     kl_sum = torch.zeros((), device=loader.device)
-    visible_count = torch.zeros(rc.model.num_modalities)
+    err_sum = torch.zeros((), device=loader.device)
+    hid_sum = torch.zeros(m, device=loader.device)
+    hid_cnt = torch.zeros(m, device=loader.device)
+    tgt_sum = torch.zeros(m, device=loader.device)
+    tgt_cnt = torch.zeros(m, device=loader.device)
+    visible_count = torch.zeros(m)
+    scales = []
     steps = len(loader)
     t0 = time.perf_counter()
     for step, (emb, present, present_cpu) in enumerate(loader.epoch(gen), start=1):
         visible = strategy.sample_visible(emb.shape[0], gen, available=present_cpu)
+        scale = strategy.feature_scale()
+        scales.append(scale)
         visible_count += visible.sum(dim=0)
         visible_dev = visible.to(emb.device, non_blocking=True)
         with torch.autocast(device_type=emb.device.type, dtype=torch.bfloat16, enabled=use_amp):
-            fwd = model(emb, visible_dev, generator=noise)
+            fwd = model(emb, visible_dev, generator=noise, token_scale=None if scale == 1.0 else scale)
         loss = prom3e_loss(
             fwd.recon, fwd.mu, fwd.logvar, emb, present, visible_dev,
             scale=model.negative_scale, shift=model.negative_shift,
             lambda_kl=rc.model.lambda_kl, masked_only=t.masked_only,
+            log_err=fwd.log_err, error_weight=t.error_weight,
         )
         opt.zero_grad(set_to_none=True)
         loss.total.backward()
@@ -264,6 +348,12 @@ def _train_epoch(
         opt.step()
         total += loss.total.detach()
         kl_sum += loss.kl.detach()
+        if loss.error is not None:
+            err_sum += loss.error
+        hid_sum += loss.hidden_sum
+        hid_cnt += loss.hidden_count
+        tgt_sum += loss.target_sum
+        tgt_cnt += loss.target_count
         if step % t.log_every == 0 or step == steps:  # read the loss back only now: no GPU sync per step
             mean = float(total) / step
             if not math.isfinite(mean):
@@ -275,13 +365,24 @@ def _train_epoch(
                 rate = step * loader.batch_size / max(time.perf_counter() - t0, 1e-9)
                 progress(TrainProgress(epoch + 1, t.epochs, step, steps, mean, rate))
     dt = time.perf_counter() - t0
-    return {
+    # L_m over the rows where m was a hidden target; a modality never hidden this epoch (e.g. OPM before it first
+    # drops anything) falls back to every row where it was a target, so a score exists from the first epoch
+    hidden_loss = [
+        float(hs) / float(hc) if float(hc) > 0 else float(ts) / float(tc) if float(tc) > 0 else math.nan
+        for hs, hc, ts, tc in zip(hid_sum.cpu(), hid_cnt.cpu(), tgt_sum.cpu(), tgt_cnt.cpu())
+    ]
+    stats = {
         "train_loss": float(total) / steps,
         "train_kl": float(kl_sum) / steps,
         "samples_per_s": steps * loader.batch_size / max(dt, 1e-9),
         "epoch_seconds": dt,
         "visible_share": (visible_count / (steps * loader.batch_size)).tolist(),
     }
+    if rc.model.error_head:
+        stats["train_error_nll"] = float(err_sum) / steps
+    if any(sc != 1.0 for sc in scales):
+        stats["mean_feature_scale"] = float(np.mean(scales))
+    return stats, hidden_loss
 
 
 # ---------------------------------------------------------------------- checkpoints

@@ -106,3 +106,37 @@ def test_kl_is_zeroed_above_the_cutoff_and_shapes_are_checked():
     with pytest.raises(InputError, match="loss inputs disagree"):
         prom3e_loss(recon, mu, logvar, targets, torch.ones(B, M - 1, dtype=torch.bool),
                     torch.zeros(B, M, dtype=torch.bool), scale=scal(-5.0), shift=scal(5.0))
+
+
+def test_hidden_target_sums_cover_only_hidden_rows():
+    recon, mu, logvar, targets = batch(3)
+    present = torch.ones(B, M, dtype=torch.bool)
+    present[:3, 2] = False
+    visible = torch.zeros(B, M, dtype=torch.bool)
+    visible[::2, 0] = True
+    visible[1::2, 1] = True
+    out = prom3e_loss(recon, mu, logvar, targets, present, visible, scale=scal(-5.0), shift=scal(5.0))
+    for i in range(M):
+        rows = present[:, i].nonzero().flatten()
+        per_row = contrastive_recon(recon[rows, i], targets[rows, i], torch.tensor(-5.0), torch.tensor(5.0),
+                                    reduction="none")
+        hid = ~visible[rows, i]
+        assert math.isclose(float(out.hidden_sum[i]), float(per_row[hid].sum()), rel_tol=1e-5)
+        assert int(out.hidden_count[i]) == int(hid.sum())
+
+
+def test_error_nll_is_minimised_at_the_log_mean_squared_error():
+    from geoprom3e.model.loss import error_nll
+
+    recon, _, _, targets = batch(4)
+    use = torch.ones(B, M, dtype=torch.bool)
+    s = torch.zeros(B, requires_grad=True)
+    opt = torch.optim.Adam([s], lr=0.1)
+    for _ in range(400):
+        opt.zero_grad()
+        error_nll(recon, targets, use, s).backward()
+        opt.step()
+    want = torch.log((recon - targets).pow(2).sum(-1).mean(-1))
+    torch.testing.assert_close(s.detach(), want, atol=1e-3, rtol=0)
+    r = recon.clone().requires_grad_(True)
+    assert not error_nll(r, targets, use, s.detach()).requires_grad  # the residuals are detached

@@ -118,3 +118,47 @@ def test_training_forward_matches_inference_when_not_sampling():
     out.recon.sum().backward()
     assert model.projectors[1].net[1].weight.grad is not None
     assert model.projectors[0].net[1].weight.grad is None  # image was not visible
+
+
+def test_mask_token_option_mixed_rows_equal_their_own_runs_and_round_trip(tmp_path):
+    from geoprom3e.model.checkpoint import infer_config
+
+    torch.manual_seed(0)
+    model = ProM3E(ProM3EConfig(embed_dim=64, mlp_dim=128, depth=2, heads=4, mask_token=True)).eval()
+    assert "mask_token" in model.state_dict()
+    x = _x(6)
+    sets = [[1, 2, 3], [2], [0, 4, 5]]
+    mask = torch.zeros(6, 6, dtype=torch.bool)
+    for r in range(6):
+        mask[r, sets[r % 3]] = True
+    fast = model.infer(x, mask, n_samples=0)
+    full = model.infer(x, mask, n_samples=0, return_hidden=True)
+    for r in range(6):
+        alone = model.infer(x[r : r + 1], sets[r % 3], n_samples=0)
+        torch.testing.assert_close(fast.mu[r], alone.mu[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(full.mu[r], alone.mu[0], atol=1e-5, rtol=0)
+    assert full.hidden.shape == (6, 2 + 4 + 6, 64)  # every modality holds a token (masked ones the mask token)
+    fwd = model(x, mask, sample=False)
+    torch.testing.assert_close(fwd.mu, fast.mu, atol=1e-5, rtol=0)
+    # a masked modality's values are never read
+    x2 = x.clone()
+    x2[~mask] = 7.0
+    torch.testing.assert_close(model.infer(x2, mask, n_samples=0).mu, fast.mu)
+    model.save_checkpoint(tmp_path / "m")
+    assert ProM3E.from_checkpoint(tmp_path / "m").config.mask_token
+    assert infer_config(model.state_dict(), warn=False).mask_token
+
+
+def test_error_head_option_and_token_scale():
+    torch.manual_seed(0)
+    model = ProM3E(ProM3EConfig(embed_dim=64, mlp_dim=128, depth=1, heads=4, error_head=True)).eval()
+    x = _x(5)
+    out = model.infer(x, ["sat", "loc"], n_samples=0)
+    assert out.recon_sigma.shape == (5,) and bool((out.recon_sigma > 0).all())
+    fwd = model(x, ["sat", "loc"], sample=False)
+    torch.testing.assert_close(torch.exp(fwd.log_err / 2), out.recon_sigma, atol=1e-5, rtol=0)
+    assert _model().infer(x, ["sat"], n_samples=0).recon_sigma is None
+    a = model(x, ["sat", "loc"], sample=False, token_scale=1.0)
+    b = model(x, ["sat", "loc"], sample=False, token_scale=2.0)
+    torch.testing.assert_close(a.mu, fwd.mu)
+    assert not torch.allclose(a.mu, b.mu)

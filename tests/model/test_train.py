@@ -218,3 +218,64 @@ def test_npy_reader_runs_no_code(tmp_path):
         pickle.dump({"image": Evil()}, f)
     with pytest.raises(InputError, match="builtins.print.*refusing"):
         read_embedding_file(p)
+
+
+def test_ssl_score_marks_the_planted_dominant_modality_and_miam_masks_it_more(tmp_path):
+    """The MIAM paper's self-supervised score (appendix A.4.4): modality m scored by its training-set
+    reconstruction loss with m as the target; sat is planted dominant (little noise), audio weak."""
+    from geoprom3e.model.masking import get_strategy
+    from geoprom3e.model.train import target_loss_scores
+
+    r = tiny_recipe(epochs=14)
+    assert load_recipe(r).train.score == "train-target-loss"  # the default
+    res = train(r, tmp_path / "run", data=make_synthetic(1200, seed=0).as_dict())
+    last = res.metrics[-1]
+    loss = last["train_target_loss"]
+    assert min(loss, key=loss.get) == "sat" and max(loss, key=loss.get) == "audio", loss
+    scores = target_loss_scores(list(loss.values()))
+    np.testing.assert_allclose(scores, np.exp(-np.array(list(loss.values()))), rtol=1e-12)  # s = exp(-L)
+    assert list(last["scores"].values()) == scores
+    rho = last["strategy"]["rho_s"]
+    assert int(np.argmax(rho)) == 1 and int(np.argmin(rho)) == 5, rho
+    # at a plateau (every score moved by the same amount between two evaluations) MIAM masks sat most
+    s = get_strategy("miam", 6, lam=2.0)
+    s.update(np.array(scores) - min(scores) / 2)
+    s.update(scores)
+    vis = s.sample_visible(40_000, torch.Generator().manual_seed(0)).float().mean(dim=0)
+    assert int(torch.argmin(vis)) == 1 and int(torch.argmax(vis)) == 5, vis
+
+
+def test_supervised_reading_stays_available(tmp_path):
+    r = tiny_recipe(epochs=1, score="top1")
+    res = train(r, tmp_path / "run", data=make_synthetic(400, seed=1).as_dict())
+    assert res.metrics[0]["score"] == "top1" and all(0 <= v <= 1 for v in res.metrics[0]["scores"].values())
+
+
+def test_early_stopping_rule_and_best_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    from geoprom3e.model.train import _stopped
+
+    crit = [{"stop_criterion": v} for v in (3.0, 2.0, 2.5, 2.4)]
+    assert _stopped(crit, 2) and not _stopped(crit, 3) and not _stopped([], 1)
+    r = tiny_recipe(epochs=3, early_stopping=5)
+    res = train(r, tmp_path / "run", data=make_synthetic(400, seed=1).as_dict())
+    m = res.metrics
+    for line in m:  # MIAM's rule: each modality alone plus all (leave-one-out) on validation
+        want = np.nanmean([*line["val_loss_per_modality"].values(), line["val_loo_loss"]])
+        assert np.isclose(line["stop_criterion"], want)
+    best = min(range(len(m)), key=lambda i: m[i]["stop_criterion"])
+    assert m[best].get("best") is True
+    a = load_file(str(tmp_path / "run" / "best" / "model.safetensors"))
+    b = load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_opm_gets_scores_and_drops_with_the_ssl_score(tmp_path):
+    r = tiny_recipe(epochs=3)
+    r["masking"] = {"strategy": "opm", "params": {"warmup_epochs": 1}}
+    res = train(r, tmp_path / "run", data=make_synthetic(500, seed=2).as_dict())
+    m = res.metrics
+    assert m[0]["visible_share"] == [1.0] * 6  # warm-up, and nothing hidden yet: scores from all target rows
+    assert max(m[0]["strategy"]["drop_prob"]) > 0, m[0]["strategy"]
+    assert min(m[-1]["visible_share"]) < 1.0 and m[-1]["mean_feature_scale"] > 1.0

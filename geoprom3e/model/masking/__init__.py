@@ -3,10 +3,12 @@
 >>> from geoprom3e.model.masking import get_strategy
 >>> s = get_strategy("miam", 6, kappa=10, lam=1.0)
 >>> visible = s.sample_visible(1024)            # [1024, 6] bool, never an empty row
->>> s.update([0.9, 0.2, 0.3, 0.3, 0.4, 0.1])   # one validation score per modality, higher is better
+>>> s.update([0.9, 0.2, 0.3, 0.3, 0.4, 0.1])   # one score per modality, higher is better
+>>> t = get_strategy("miam", 4, tokens_per_modality=[1, 6, 4, 2])  # several tokens in some modalities
+>>> tokens = t.sample_tokens(256)               # [256, 13] bool: each token of m masked with prob. p_m
 """
 
-from geoprom3e.model.masking.base import MaskingStrategy, corner_weights, corners
+from geoprom3e.model.masking.base import CORNER_WEIGHTINGS, MaskingStrategy, corner_weights, corners, token_counts
 from geoprom3e.model.masking.baselines import (
     OPM,
     Constant,
@@ -20,6 +22,7 @@ from geoprom3e.model.masking.miam import MIAM, BetaHypercube
 from geoprom3e.model.masking.registry import get_strategy, list_strategies, strategy_params
 
 __all__ = [
+    "CORNER_WEIGHTINGS",
     "MIAM",
     "OPM",
     "BetaHypercube",
@@ -35,4 +38,5 @@ __all__ = [
     "get_strategy",
     "list_strategies",
     "strategy_params",
+    "token_counts",
 ]

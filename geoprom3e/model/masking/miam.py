@@ -8,10 +8,12 @@ stopped improving gets r_m > 1 and is masked more often.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from geoprom3e.errors import ConfigError
 from geoprom3e.model.masking.base import (
     MaskingStrategy,
     check_scores,
@@ -25,12 +27,17 @@ from geoprom3e.model.masking.base import (
 class MIAM(MaskingStrategy):
     """Modality-imbalance-aware masking.
 
+    Each token of modality m is masked with probability p_m (several tokens per modality are masked
+    independently with the same p_m).
+
     Args:
         num_modalities: number of modalities M.
-        tokens_per_modality: tokens per modality; with 1 the all-masked corner's weight moves to all-visible.
+        tokens_per_modality: tokens per modality (an int, or one per modality); only when every modality has one
+            token does the all-masked corner's weight move to all-visible.
         kappa: κ, concentration of the Beta factors (default 10).
         lam: λ, how strongly the imbalance ratio r bends the Betas (default 1.0; 0 = beta hypercube).
         eps: ε added to the scores s, their changes d and ρ_d (default 1e-3).
+        corner_weighting: ``paper`` (w_c as published) or ``uniform`` (every corner alike; the ablation).
     """
 
     name = "miam"
@@ -39,18 +46,22 @@ class MIAM(MaskingStrategy):
     def __init__(
         self,
         num_modalities: int,
-        tokens_per_modality: int = 1,
+        tokens_per_modality: int | Sequence[int] = 1,
         *,
         kappa: float = 10.0,
         lam: float = 1.0,
         eps: float = 1e-3,
+        corner_weighting: str = "paper",
     ) -> None:
         super().__init__(num_modalities, tokens_per_modality)
         self.kappa = finite_float("kappa", kappa, low=0.0, low_open=True)
         self.lam = finite_float("lam", lam, low=0.0)
         self.eps = finite_float("eps", eps, low=0.0, low_open=True)
+        if not isinstance(corner_weighting, str):
+            raise ConfigError(f"masking parameter corner_weighting = {corner_weighting!r}: paper or uniform")
+        self.corner_weighting = corner_weighting
         m = num_modalities
-        self.weights = corner_weights(m, tokens_per_modality)
+        self.weights = corner_weights(m, self.tokens, corner_weighting)
         self._corners = corners(m)
         self.rho_s = torch.ones(m, dtype=torch.float64)
         self.rho_d = torch.ones(m, dtype=torch.float64)
@@ -105,6 +116,7 @@ class MIAM(MaskingStrategy):
             "name": self.name,
             "kappa": self.kappa,
             "lam": self.lam,
+            "corner_weighting": self.corner_weighting,
             "eps": self.eps,
             "updates": self.updates,
             "rho_s": self.rho_s.tolist(),
@@ -133,6 +145,14 @@ class BetaHypercube(MIAM):
     dynamic = False
 
     def __init__(
-        self, num_modalities: int, tokens_per_modality: int = 1, *, kappa: float = 10.0, eps: float = 1e-3
+        self,
+        num_modalities: int,
+        tokens_per_modality: int | Sequence[int] = 1,
+        *,
+        kappa: float = 10.0,
+        eps: float = 1e-3,
+        corner_weighting: str = "paper",
     ) -> None:
-        super().__init__(num_modalities, tokens_per_modality, kappa=kappa, lam=0.0, eps=eps)
+        super().__init__(
+            num_modalities, tokens_per_modality, kappa=kappa, lam=0.0, eps=eps, corner_weighting=corner_weighting
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from typing import Any
 
 from geoprom3e.errors import ConfigError
@@ -46,7 +47,9 @@ def strategy_params(name: str) -> list[str]:
     return [p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
-def get_strategy(name: str, num_modalities: int, tokens_per_modality: int = 1, **params: Any) -> MaskingStrategy:
+def get_strategy(
+    name: str, num_modalities: int, tokens_per_modality: int | Sequence[int] = 1, **params: Any
+) -> MaskingStrategy:
     """Build a masking strategy by name, e.g. ``get_strategy("miam", 6, kappa=10, lam=2)``."""
     cls = _lookup(name)
     allowed = strategy_params(name)
