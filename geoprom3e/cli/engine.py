@@ -18,6 +18,7 @@ from geoprom3e.maps.species import MODES
 from geoprom3e.scores import HYBRID_CONVENTION
 
 _GRID_FLAGS = ("grid_name", "bbox", "shape", "res", "crs", "mask")
+MEASURE_NAMES = ("sigma_l1", "dispersion", "recon_sigma")  # geoprom3e.model.uncertainty.MEASURES (checked in tests)
 
 
 def resolve_grid_and_cache(cache: str | None, grid_name, bbox, shape, res, crs, mask):  # noqa: ANN001, ANN201
@@ -210,8 +211,12 @@ def map_species_cmd(images, texts, grid_name, bbox, shape, res, crs, mask, check
 @click.command("uncertainty-map")
 @grid_options(default_text="the cache's grid; with --bbox, usa-250x500")
 @_model_options
+@click.option("--measure", type=click.Choice(MEASURE_NAMES), default="sigma_l1",
+              show_default=True,
+              help="sigma_l1: the published ||sigma||_1; dispersion, recon_sigma: research measures, not in the paper "
+                   "(recon_sigma needs a model trained with model.error_head=true).")
 def uncertainty_map_cmd(grid_name, bbox, shape, res, crs, mask, checkpoint, cache, visible, n_samples, seed,  # noqa: ANN001
-                        device, out, overwrite, no_png) -> None:
+                        device, out, overwrite, no_png, measure) -> None:
     """Map the model's latent spread ||sigma||_1 per cell (and how many modalities each cell had).
 
     ||sigma||_1 is the published ProM3E quantity; under the published training loss it has not been shown to
@@ -221,6 +226,7 @@ def uncertainty_map_cmd(grid_name, bbox, shape, res, crs, mask, checkpoint, cach
     Examples:
       geoprom3e uncertainty-map
       geoprom3e uncertainty-map --grid usa-250x500 --visible sat,loc,env --out maps/
+      geoprom3e uncertainty-map --measure dispersion --out research/
     """
     from geoprom3e.products import uncertainty_map
     from geoprom3e.products.base import check_device
@@ -231,7 +237,7 @@ def uncertainty_map_cmd(grid_name, bbox, shape, res, crs, mask, checkpoint, cach
     _require_cache(cache, grid_name, bbox, build_hint=False)
     with Bars() as bars:
         res = uncertainty_map(cache, grid=grid, out_dir=out, checkpoint=checkpoint, fuse=fuse, device=device,
-                              overwrite=overwrite, png=not no_png, progress=bars)
+                              overwrite=overwrite, png=not no_png, progress=bars, measure=measure)
     click.echo(f"wrote {res.maps[0].outputs.geotiff}")
 
 

@@ -144,15 +144,7 @@ def _fuse_chunk(cache: EmbeddingCache, name: str, ch: Chunk, model: ProM3E, sett
                 have: Sequence[str], inputs: dict[str, str], stale: list[str], mask: np.ndarray) -> int:
     h, w = ch.shape
     m = model.config.num_modalities
-    emb = np.zeros((h, w, m, EMBED_DIM), np.float32)
-    vis = np.zeros((h, w, m), bool)
-    for mod in have:
-        i = MODALITIES.index(mod)
-        e, p = cache.read_modality(mod, ch)
-        vis[..., i] = p & mask[ch.slices]
-        emb[..., i, :] = np.where(p[..., None], e.astype(np.float32), 0.0)
-    if not np.isfinite(emb[vis]).all():
-        raise cache.corrupt(",".join(have), ch, "a present cell holds a non-finite embedding")
+    emb, vis = chunk_inputs(cache, have, ch, mask, m)
     rr, cc = np.nonzero(vis.any(-1))
     recons = [k for k in stale if k.startswith("recon_")]
     out: dict[str, np.ndarray] = {k: np.full((h, w, EMBED_DIM), np.nan, np.float32) for k in recons}
@@ -179,6 +171,23 @@ def _fuse_chunk(cache: EmbeddingCache, name: str, ch: Chunk, model: ProM3E, sett
     for k in recons:
         cache.write_fused(name, ch, {k: out[k]}, inputs, k)
     return int(rr.size)
+
+
+def chunk_inputs(cache: EmbeddingCache, have: Sequence[str], ch: Chunk, mask: np.ndarray,
+                 num_modalities: int = len(MODALITIES)) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings float32 [h, w, M, 512], visible bool [h, w, M]) of one chunk: each masked-in cell shows the
+    modalities of ``have`` it holds (checksums verified)."""
+    h, w = ch.shape
+    emb = np.zeros((h, w, num_modalities, EMBED_DIM), np.float32)
+    vis = np.zeros((h, w, num_modalities), bool)
+    for mod in have:
+        i = MODALITIES.index(mod)
+        e, p = cache.read_modality(mod, ch)
+        vis[..., i] = p & mask[ch.slices]
+        emb[..., i, :] = np.where(p[..., None], e.astype(np.float32), 0.0)
+    if not np.isfinite(emb[vis]).all():
+        raise cache.corrupt(",".join(have), ch, "a present cell holds a non-finite embedding")
+    return emb, vis
 
 
 def decode_latent(model: ProM3E, mu: torch.Tensor, logvar: torch.Tensor, eps_mean: torch.Tensor,
@@ -209,8 +218,8 @@ def read_window(cache: EmbeddingCache, name: str, window: Window, product: str, 
     return out
 
 
-__all__ = ["CORE_PRODUCTS", "FuseSettings", "decode_latent", "fuse_grid", "fused_group", "model_fingerprint",
-           "read_window"]
+__all__ = ["CORE_PRODUCTS", "FuseSettings", "chunk_inputs", "decode_latent", "fuse_grid", "fused_group",
+           "model_fingerprint", "read_window"]
 
 
 def settings_dict(settings: FuseSettings) -> dict[str, Any]:

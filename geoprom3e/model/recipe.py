@@ -241,6 +241,11 @@ def load_recipe(
         base, where = _deepcopy(source), "recipe"
     else:
         p = Path(source).expanduser()
+        if not p.is_file() and not p.is_absolute():  # a bundled recipe (recipes/train/..., also in a wheel)
+            from geoprom3e.resources import recipe_path
+
+            bundled = recipe_path(p)
+            p = bundled if bundled.is_file() else p
         if not p.is_file():
             raise ConfigError(
                 f"recipe {str(p)!r} does not exist: pass a YAML file such as recipes/train/prom3e-miam.yaml"

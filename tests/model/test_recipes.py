@@ -158,3 +158,10 @@ def test_training_on_two_sources(tmp_path):
     res = train(r, tmp_path / "run", data=[make_synthetic(200, seed=1).as_dict(), inat])
     m = res.metrics[0]
     assert m["visible_share"][5] < 0.2 and len(res.metrics) == 1
+
+
+def test_bundled_recipes_load_by_their_repository_path_from_any_folder(tmp_path, monkeypatch):
+    from geoprom3e.model.recipe import load_recipe
+
+    monkeypatch.chdir(tmp_path)
+    assert load_recipe("recipes/train/prom3e-published.yaml").model.dropout == 0.0

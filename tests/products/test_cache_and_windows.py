@@ -171,3 +171,25 @@ def test_bad_caches_and_outputs_get_one_line_and_nothing_is_written(cache_dir, m
         code, out = _run(*args, *extra, *out_dir)
         assert code == 2 and len(out.strip().splitlines()) == 1 and needle in out, (extra, out)
     assert not (tmp_path / "maps").exists() and a_file.read_text() == "x"
+
+
+def test_uncertainty_measures_are_labelled_and_research_ones_computed(cache_dir, model_dir, tmp_path):
+    from geoprom3e.cli.engine import MEASURE_NAMES
+    from geoprom3e.model.uncertainty import MEASURES
+
+    assert tuple(MEASURES) == MEASURE_NAMES
+    fuse = FuseSettings(("sat", "loc"))
+    pub = uncertainty_map(cache_dir, out_dir=tmp_path / "pub", checkpoint=model_dir, fuse=fuse, png=False)
+    with rasterio.open(pub.maps[0].outputs.geotiff) as ds:
+        assert ds.descriptions == ("sigma_l1", "n_modalities") and ds.tags()["published"] == "True"
+        assert "has not been shown" in ds.tags()["caveat"]
+    res = uncertainty_map(cache_dir, out_dir=tmp_path / "disp", checkpoint=model_dir, fuse=fuse, png=False,
+                          measure="dispersion")
+    d = res.maps[0].dataset["dispersion"].values
+    mask = GRID.mask()
+    assert np.isfinite(d[mask]).all() and np.isnan(d[~mask]).all() and (d[mask] >= 0).all() and (d[mask] <= 1).all()
+    with rasterio.open(res.maps[0].outputs.geotiff) as ds:
+        assert ds.descriptions == ("dispersion", "n_modalities") and ds.tags()["published"] == "False"
+    code, out = _run("uncertainty-map", "--cache", cache_dir, "--checkpoint", model_dir, "--visible", "sat,loc",
+                     "--measure", "recon_sigma", "--out", tmp_path / "rs")
+    assert code == 2 and "model.error_head" in out and not (tmp_path / "rs").exists()
