@@ -515,25 +515,33 @@ def _dims(grid: GridSpec) -> tuple[str, str]:
 
 def _create_store(zpath: Path, grid: GridSpec, chunk_size: int) -> None:
     """A new store: grid attributes, 1-D coordinates and the CF grid mapping, consolidated."""
+    create_georeferenced_group(zpath, grid, {"format": FORMAT, "chunk_size": int(chunk_size),
+                                             "package_version": __version__,
+                                             "title": f"geoprom3e embedding cache for grid {grid.name}"})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        root = zarr.open_group(str(zpath), mode="w")
-        root.attrs.update({"format": FORMAT, "grid": json.loads(json.dumps(grid.to_dict())),
-                           "chunk_size": int(chunk_size), "package_version": __version__,
-                           "Conventions": "CF-1.8", "title": f"geoprom3e embedding cache for grid {grid.name}"})
+        zarr.consolidate_metadata(str(zpath))
+
+
+def create_georeferenced_group(path: Path, grid: GridSpec, attrs: dict[str, Any]) -> Any:
+    """A new Zarr group (mode ``w``) with ``grid`` as attribute, 1-D cell-centre coordinates (``lat``/``lon`` or
+    ``y``/``x``) and a CF ``spatial_ref`` grid mapping that rioxarray and GDAL read; returns the group."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        root = zarr.open_group(str(path), mode="w")
+        root.attrs.update({"Conventions": "CF-1.8", "grid": json.loads(json.dumps(grid.to_dict())), **attrs})
         x, y = grid.cell_centers_xy()
         ydim, xdim = _dims(grid)
         geo = grid.epsg == 4326
         for name, values, axis in ((ydim, y, "Y"), (xdim, x, "X")):
-            attrs = {"axis": axis}
+            a = {"axis": axis}
             if geo:
-                attrs.update({"units": "degrees_north" if axis == "Y" else "degrees_east",
-                              "standard_name": "latitude" if axis == "Y" else "longitude"})
+                a.update({"units": "degrees_north" if axis == "Y" else "degrees_east",
+                          "standard_name": "latitude" if axis == "Y" else "longitude"})
             else:
-                attrs.update({"units": "m", "standard_name": "projection_y_coordinate" if axis == "Y"
-                              else "projection_x_coordinate"})
-            arr = root.create_array(name, shape=values.shape, dtype="float64", dimension_names=(name,),
-                                    attributes=attrs)
+                a.update({"units": "m", "standard_name": "projection_y_coordinate" if axis == "Y"
+                          else "projection_x_coordinate"})
+            arr = root.create_array(name, shape=values.shape, dtype="float64", dimension_names=(name,), attributes=a)
             arr[:] = values
         crs = grid.crs_obj
         t = grid.transform
@@ -541,7 +549,7 @@ def _create_store(zpath: Path, grid: GridSpec, chunk_size: int) -> None:
             **crs.to_cf(), "crs_wkt": crs.to_wkt(), "spatial_ref": crs.to_wkt(),
             "GeoTransform": " ".join(repr(v) for v in (t.c, t.a, t.b, t.f, t.d, t.e))})
         ref[...] = 0
-        zarr.consolidate_metadata(str(zpath))
+    return root
 
 
 def _check_same_key(path: Path, modality: str, old: dict[str, Any], key: dict[str, Any]) -> None:

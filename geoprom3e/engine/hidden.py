@@ -29,7 +29,7 @@ import torch
 
 from geoprom3e.engine.cache import EmbeddingCache, Window, recon_key
 from geoprom3e.engine.chunks import Chunk
-from geoprom3e.engine.fuse import FuseSettings
+from geoprom3e.engine.fuse import FuseSettings, chunk_inputs
 from geoprom3e.errors import CacheError, ConfigError
 from geoprom3e.modalities import EMBED_DIM, MODALITIES, modality_index
 from geoprom3e.progress import ProgressCallback, report
@@ -196,13 +196,7 @@ def _hidden_chunk(cache: EmbeddingCache, group: str, ch: Chunk, model: torch.nn.
     h, w = ch.shape
     cfg = model.config
     m = cfg.num_modalities
-    emb = np.zeros((h, w, m, EMBED_DIM), np.float32)
-    vis = np.zeros((h, w, m), bool)
-    for mod in have:
-        i = MODALITIES.index(mod)
-        e, p = cache.read_modality(mod, ch)
-        vis[..., i] = p & mask[ch.slices]
-        emb[..., i, :] = np.where(p[..., None], e.astype(np.float32), 0.0)
+    emb, vis = chunk_inputs(cache, have, ch, mask, m)
     rr, cc = np.nonzero(vis.any(-1))
     out = {t.key: np.full((h, w, cfg.embed_dim), np.nan, np.float32) for t in stale}
     dev = next(model.parameters()).device

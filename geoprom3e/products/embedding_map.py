@@ -15,7 +15,6 @@ Everything is staged in a hidden folder and moved into place only when all of it
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -356,34 +355,11 @@ def _dims(grid: GridSpec) -> tuple[str, str]:
 
 def _create_zarr(path: Path, grid: GridSpec, chunk: int, attrs: dict[str, Any]) -> Any:
     """A Zarr group with CF coordinates and the grid mapping, laid out like the embedding cache."""
-    import zarr
+    from geoprom3e.engine.cache import create_georeferenced_group
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        root = zarr.open_group(str(path), mode="w")
-        root.attrs.update({"Conventions": "CF-1.8", "title": f"geoprom3e per-cell representations on {grid.name}",
-                           "software": f"geoprom3e {__version__}", "grid": json.loads(json.dumps(grid.to_dict())),
-                           **{k: str(v) for k, v in attrs.items()}})
-        x, y = grid.cell_centers_xy()
-        ydim, xdim = _dims(grid)
-        geo = grid.epsg == 4326
-        for name, values, axis in ((ydim, y, "Y"), (xdim, x, "X")):
-            a = {"axis": axis}
-            if geo:
-                a.update({"units": "degrees_north" if axis == "Y" else "degrees_east",
-                          "standard_name": "latitude" if axis == "Y" else "longitude"})
-            else:
-                a.update({"units": "m", "standard_name": "projection_y_coordinate" if axis == "Y"
-                          else "projection_x_coordinate"})
-            arr = root.create_array(name, shape=values.shape, dtype="float64", dimension_names=(name,), attributes=a)
-            arr[:] = values
-        crs = grid.crs_obj
-        t = grid.transform
-        ref = root.create_array("spatial_ref", shape=(), dtype="int64", fill_value=0, attributes={
-            **crs.to_cf(), "crs_wkt": crs.to_wkt(), "spatial_ref": crs.to_wkt(),
-            "GeoTransform": " ".join(repr(v) for v in (t.c, t.a, t.b, t.f, t.d, t.e))})
-        ref[...] = 0
-    return root
+    return create_georeferenced_group(path, grid, {
+        "title": f"geoprom3e per-cell representations on {grid.name}", "software": f"geoprom3e {__version__}",
+        **{k: str(v) for k, v in attrs.items()}})
 
 
 def _create_var(root: Any, grid: GridSpec, token: Token, d: int, chunk: int) -> Any:
