@@ -96,7 +96,9 @@ def _fuse(visible: str, n_samples: int, seed: int):  # noqa: ANN202
 @click.option("--scheduler", default=None, help="Run chunks on this Dask scheduler (tcp://host:8786).")
 @click.option("--workers", default=None, type=int, help="Run chunks on a local Dask cluster of N processes.")
 @click.option("--max-chunks", default=None, type=int, help="Stop after N chunks (a quick look; resume later).")
-@click.option("--dry-run", is_flag=True, help="Print what the run would fetch and encode, then stop.")
+@click.option("--dry-run", is_flag=True,
+              help="Print what the run would fetch and encode, and its time at rates measured on a few cells, "
+                   "then stop.")
 @click.option("--retry-failed", is_flag=True,
               help="Also redo chunks whose cells failed for a passing cause (HTTP 429/5xx, timeouts: after a "
                    "network outage); cells without a scene, corrupt files and refused hrefs are kept as they are.")
@@ -115,7 +117,7 @@ def embed_grid_cmd(grid_name, bbox, shape, res, crs, mask, modalities, cache, ch
       geoprom3e embed-grid --grid usa-250x500 --modalities loc --dry-run
     """
     from geoprom3e.products.base import check_device
-    from geoprom3e.products.embed import build_inputs, embed, plan_embed
+    from geoprom3e.products.embed import build_inputs, embed, plan_embed, probe_rates
 
     check_device(device)
     grid = grid_from_cli(grid_name, bbox, shape, res, crs, mask)
@@ -128,9 +130,11 @@ def embed_grid_cmd(grid_name, bbox, shape, res, crs, mask, modalities, cache, ch
     inputs = build_inputs(modalities, request=request_from_cli(**imagery), threads=threads, covariates=covariates,
                           weights={"sat": sat_weights, "loc": loc_weights, "env": env_weights},
                           weights_dir=weights_dir, device=device)
-    click.echo(plan_embed(grid, modalities, chunk_size=chunk_size, cache=cache).describe(), err=True)
-    if dry_run:
+    plan = plan_embed(grid, modalities, chunk_size=chunk_size, cache=cache)
+    if dry_run:  # a few seconds of real reads and encodes give an estimate from measured rates
+        click.echo(plan.with_rates(probe_rates(grid, inputs)).describe(), err=True)
         return
+    click.echo(plan.describe(), err=True)
     with Bars() as bars:
         try:
             rep = embed(grid, cache, inputs, chunk_size=chunk_size, progress=bars, scheduler=scheduler,

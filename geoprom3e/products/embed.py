@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,13 +75,90 @@ class EmbedPlan:
     """About two COG window reads per cell with sat (chip + SCL check)."""
     cache_gb: float
     """Cache size those cells add."""
+    rates: ProbeRates | None = None
+    """Rates measured by a short probe (``--dry-run``), when taken."""
 
     def describe(self) -> str:
         """One line for users, before a long run."""
-        sat = (f", {self.stac_searches:,} STAC searches and about {self.chip_reads:,} COG window reads "
-               "(chip + SCL check)") if self.stac_searches else ""
-        return (f"embedding {self.cells:,} cells of {self.grid} in {self.chunks:,} chunks "
+        reads = self.chip_reads
+        how = "chip + SCL check, estimated"
+        if self.rates is not None and self.rates.requests_per_chip is not None and self.stac_searches:
+            reads = round(self.rates.requests_per_chip * self.cells)
+            how = f"measured {self.rates.requests_per_chip:.2f} per chip"
+        sat = (f", {self.stac_searches:,} STAC searches and about {reads:,} COG requests ({how})"
+               if self.stac_searches else "")
+        line = (f"embedding {self.cells:,} cells of {self.grid} in {self.chunks:,} chunks "
                 f"({', '.join(self.modalities)}){sat}; about {self.cache_gb} GB of cache")
+        if self.rates is not None:
+            line += "; " + self.rates.describe(self.cells)
+        return line
+
+    def with_rates(self, rates: ProbeRates) -> EmbedPlan:
+        """A copy of the plan that carries measured rates."""
+        return dataclasses.replace(self, rates=rates)
+
+
+@dataclass(frozen=True)
+class ProbeRates:
+    """Throughput measured on a few real cells: gather (I/O) and encode (compute) per modality."""
+
+    cells: int
+    """Cells probed."""
+    gather_cells_per_s: dict[str, float]
+    """Per modality, cells gathered per second (one block, the run's thread count)."""
+    encode_cells_per_s: dict[str, float]
+    """Per modality, cells encoded per second on the run's device."""
+    requests_per_chip: float | None
+    """COG requests per chip seen in the probe (sat only)."""
+
+    def seconds(self, cells: int) -> float:
+        """Estimated wall time: gather and encode overlap, so the slower of the two sums bounds the run."""
+        gather = sum(cells / r for r in self.gather_cells_per_s.values() if r > 0)
+        encode = sum(cells / r for r in self.encode_cells_per_s.values() if r > 0)
+        return max(gather, encode)
+
+    def describe(self, cells: int) -> str:
+        """The estimate and the rates behind it."""
+        s = self.seconds(cells)
+        t = f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.1f} min" if s >= 60 else f"{s:.0f} s"
+        g = ", ".join(f"{m} {r:,.0f}" for m, r in self.gather_cells_per_s.items())
+        e = ", ".join(f"{m} {r:,.0f}" for m, r in self.encode_cells_per_s.items())
+        return f"about {t} at the rates of a {self.cells}-cell probe (cells/s gather: {g}; encode: {e})"
+
+
+def probe_rates(grid: GridSpec, inputs: list[Any], *, cells: int = 32) -> ProbeRates:
+    """Gather and encode ``cells`` real cells of ``grid`` (masked-in cells of its middle rows) with the run's
+    inputs, timing each stage, after as many cells warmed the scenes' headers and the encoders up: a few seconds
+    of reads, nothing written."""
+    import time
+
+    import numpy as np
+
+    lat, lon = grid.cell_centers()
+    mask = grid.mask()
+    rr, cc = np.nonzero(mask)
+    if not rr.size:
+        return ProbeRates(0, {}, {}, None)
+    mid = np.argsort(np.abs(rr - grid.rows / 2), kind="stable")[: 2 * cells]
+    warm, timed = mid[: len(mid) // 2], mid[len(mid) // 2:]  # the first half opens scenes, the second is measured
+    la, lo = lat[rr[timed], cc[timed]], lon[rr[timed], cc[timed]]
+    gather, encode, rpc = {}, {}, None
+    for inp in inputs:
+        if len(warm):
+            w = inp.gather(lat[rr[warm], cc[warm]], lon[rr[warm], cc[warm]])
+            if np.asarray(w.ok).any():
+                inp.encode(w.raw)  # loads weights and warms up
+        t = time.perf_counter()
+        g = inp.gather(la, lo)
+        gather[inp.modality] = len(la) / max(time.perf_counter() - t, 1e-9)
+        ok = int(np.asarray(g.ok).sum())
+        if "requests" in g.extra and ok:
+            rpc = float(np.sum(g.extra["requests"])) / ok
+        if ok:
+            t = time.perf_counter()
+            inp.encode(g.raw)
+            encode[inp.modality] = ok / max(time.perf_counter() - t, 1e-9)
+    return ProbeRates(len(la), gather, encode, rpc)
 
 
 def plan_embed(grid: GridSpec, modalities: str, *, chunk_size: int = 32, cache: str | Path | None = None) -> EmbedPlan:

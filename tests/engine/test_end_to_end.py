@@ -171,3 +171,17 @@ def test_dask_equals_single_process_against_the_stack(stack, assets, grid, tmp_p
     a, b = _cache_arrays(tmp_path / "one.zarr", grid), _cache_arrays(tmp_path / "dask.zarr", grid)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_dry_run_estimates_from_measured_rates(stack, assets, tmp_path):
+    s = stack(assets["scenes"], FaultConfig(latency_s=0.02))
+    res = _invoke(_embed_args(s, assets, tmp_path / "cache", "--dry-run"))
+    line = [ln for ln in res.output.splitlines() if ln.startswith("embedding ")][-1]
+    assert "120 cells" in line and "at the rates of a 32-cell probe" in line
+    rpc = float(line.split("COG requests (measured ")[1].split(" per chip")[0])
+    reads = int(line.split("about ")[1].split(" COG requests")[0].replace(",", "").split()[-1])
+    assert reads == round(rpc * 120)  # from the probe, not a fixed two reads per cell
+    assert not (tmp_path / "cache").exists()
+    run = _invoke(_embed_args(s, assets, tmp_path / "cache"))  # the real run's figure is close to the probe's
+    real = float(run.output.split(" COG requests per chip")[0].rsplit(", ", 1)[1])
+    assert real / 3 <= rpc <= real * 3, (rpc, real)
