@@ -52,9 +52,13 @@ def test_faults_end_in_done_or_listed_and_a_second_run_completes(grid_scene, ser
     assert faults.get("http503", 0) > 0 and faults.get("truncated", 0) > 0
     ds = xr.open_zarr(out)
     status = ds.status.values
-    assert set(status) <= {DONE, FAILED} and s1.counts["failed"] > 0 and s1.counts["done"] > 0
-    with open(s1.failures_csv) as f:
-        rows = list(csv.DictReader(f))
+    # every cell ends done or listed as failed (whether any fails depends on which request draws which fault)
+    assert set(status) <= {DONE, FAILED} and s1.counts["done"] > 0
+    rows = []
+    if s1.failures_csv is not None:
+        with open(s1.failures_csv) as f:
+            rows = list(csv.DictReader(f))
+    assert (s1.failures_csv is None) == (s1.counts["failed"] == 0)
     assert {int(r["cell_id"]) for r in rows} == set(ds.cell_id.values[status == FAILED].tolist())
     assert all(r["reason"] and r["status"] == "failed" for r in rows)
     # the service recovers: the same call retries only the failed cells and completes the store
