@@ -95,6 +95,9 @@ def _fuse(visible: str, n_samples: int, seed: int):  # noqa: ANN202
 @click.option("--device", default=None, help="Torch device for the encoders.")
 @click.option("--scheduler", default=None, help="Run chunks on this Dask scheduler (tcp://host:8786).")
 @click.option("--workers", default=None, type=int, help="Run chunks on a local Dask cluster of N processes.")
+@click.option("--gather-workers", default=None, type=click.IntRange(0),
+              help="Processes that fetch and decode chips for the one encoder (0: a thread of the main process) "
+                   "[default: one per core with sat, else 0].")
 @click.option("--max-chunks", default=None, type=int, help="Stop after N chunks (a quick look; resume later).")
 @click.option("--dry-run", is_flag=True,
               help="Print what the run would fetch and encode, and its time at rates measured on a few cells, "
@@ -103,8 +106,8 @@ def _fuse(visible: str, n_samples: int, seed: int):  # noqa: ANN202
               help="Also redo chunks whose cells failed for a passing cause (HTTP 429/5xx, timeouts: after a "
                    "network outage); cells without a scene, corrupt files and refused hrefs are kept as they are.")
 def embed_grid_cmd(grid_name, bbox, shape, res, crs, mask, modalities, cache, chunk_size, threads, covariates,  # noqa: ANN001
-                   sat_weights, loc_weights, env_weights, weights_dir, device, scheduler, workers, max_chunks,
-                   dry_run, retry_failed, **imagery) -> None:
+                   sat_weights, loc_weights, env_weights, weights_dir, device, scheduler, workers, gather_workers,
+                   max_chunks, dry_run, retry_failed, **imagery) -> None:
     """Fetch, encode and cache every cell's embeddings for a grid (the expensive step, done once).
 
     Each chunk of cells is gathered (locations, Sentinel-2 chips via one STAC search per chunk, covariates),
@@ -113,6 +116,7 @@ def embed_grid_cmd(grid_name, bbox, shape, res, crs, mask, modalities, cache, ch
     \b
     Examples:
       geoprom3e embed-grid --grid usa-250x500 --modalities sat,loc
+      geoprom3e embed-grid --grid usa-250x500 --bbox -110 35 -100 42 --gather-workers 8
       geoprom3e embed-grid --grid usa-250x500 --bbox -110 35 -100 42 --workers 4
       geoprom3e embed-grid --grid usa-250x500 --modalities loc --dry-run
     """
@@ -120,6 +124,9 @@ def embed_grid_cmd(grid_name, bbox, shape, res, crs, mask, modalities, cache, ch
     from geoprom3e.products.embed import build_inputs, embed, plan_embed, probe_rates
 
     check_device(device)
+    if gather_workers is not None and (scheduler or workers):
+        raise click.UsageError("--gather-workers sets the gather processes of one machine; with --scheduler/--workers "
+                               "each Dask worker gathers its own chunks: drop one of them")
     grid = grid_from_cli(grid_name, bbox, shape, res, crs, mask)
     cache_grid = None
     if cache is None and bbox is not None and shape is None and res is None:
@@ -132,13 +139,17 @@ def embed_grid_cmd(grid_name, bbox, shape, res, crs, mask, modalities, cache, ch
                           weights_dir=weights_dir, device=device)
     plan = plan_embed(grid, modalities, chunk_size=chunk_size, cache=cache)
     if dry_run:  # a few seconds of real reads and encodes give an estimate from measured rates
-        click.echo(plan.with_rates(probe_rates(grid, inputs)).describe(), err=True)
+        from geoprom3e.engine.gather import default_gather_workers
+
+        n = default_gather_workers(inputs) if gather_workers is None else gather_workers
+        click.echo(plan.with_rates(probe_rates(grid, inputs, gather_workers=n)).describe(), err=True)
         return
     click.echo(plan.describe(), err=True)
     with Bars() as bars:
         try:
             rep = embed(grid, cache, inputs, chunk_size=chunk_size, progress=bars, scheduler=scheduler,
-                        workers=workers, max_chunks=max_chunks, retry_failed=retry_failed, cache_grid=cache_grid)
+                        workers=workers, max_chunks=max_chunks, retry_failed=retry_failed, cache_grid=cache_grid,
+                        gather_workers=gather_workers)
         except KeyboardInterrupt:
             bars.__exit__()
             click.echo(f"interrupted: committed chunks are kept. Resume with: {' '.join(sys.argv)}", err=True)
@@ -146,8 +157,9 @@ def embed_grid_cmd(grid_name, bbox, shape, res, crs, mask, modalities, cache, ch
     fails = ", ".join(f"{m} {n}" for m, n in rep.failures.items() if n)
     rpc = rep.requests_per_chip("sat")
     req = f", {rpc:.2f} COG requests per chip" if rpc else ""
+    how = f", {rep.gather_workers} gather processes" if rep.gather_workers else ""
     click.echo(f"{grid.name}: {rep.chunks_done} chunks embedded, {rep.chunks_skipped} already cached "
-               f"({rep.cells} cells, {rep.cells_per_s:.1f} cells/s{req}); failed cells: {fails or 'none'}; "
+               f"({rep.cells} cells, {rep.cells_per_s:.1f} cells/s{req}{how}); failed cells: {fails or 'none'}; "
                f"cache {cache}")
     if fails:
         click.echo("failed cells and why: CACHE/commits/<modality>/*.json; after a transient outage rerun with "

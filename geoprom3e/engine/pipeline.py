@@ -1,7 +1,7 @@
 """``embed_grid``: gather → encode → write every chunk of a grid into the embedding cache.
 
-On one machine the three stages run at once on bounded queues (gather in a thread, encode in the caller's
-thread where the GPU lives, write in a thread), one chunk at a time per stage. With ``scheduler`` or
+On one machine the three stages run at once on bounded queues: gather in ``gather_workers`` processes (or, with 0,
+a thread), encode in the caller's thread where the GPU lives, write in a thread. With ``scheduler`` or
 ``workers`` the same per-chunk function runs as Dask tasks, each writing its own region of the Zarr cache.
 Committed chunks are skipped, so an interrupted run resumes by running the same command again.
 """
@@ -9,7 +9,6 @@ Committed chunks are skipped, so an interrupted run resumes by running the same 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import queue
 import threading
@@ -23,6 +22,7 @@ import numpy as np
 
 from geoprom3e.engine.cache import EmbeddingCache
 from geoprom3e.engine.chunks import Chunk
+from geoprom3e.engine.gather import GatherPool, Work, default_gather_workers, gather, prepare, slot_bytes
 from geoprom3e.engine.inputs import CellInput
 from geoprom3e.errors import ConfigError
 from geoprom3e.grid import GridSpec
@@ -60,7 +60,10 @@ class EmbedReport:
     seconds: float = 0.0
     """Wall time."""
     stage_seconds: dict[str, float] = field(default_factory=dict)
-    """Busy time of each stage (gather, encode, write); their sum above ``seconds`` shows overlap."""
+    """Busy time of each stage (gather, encode, write; gather summed over its processes); their sum above
+    ``seconds`` shows overlap."""
+    gather_workers: int = 0
+    """Gather processes feeding the encoder (0: a thread of the main process; Dask runs leave it 0)."""
 
     def requests_per_chip(self, modality: str = "sat") -> float | None:
         """HTTP requests per chip embedded (None when the modality made no requests or embedded nothing)."""
@@ -73,43 +76,7 @@ class EmbedReport:
         return self.cells / self.seconds if self.seconds else 0.0
 
 
-@dataclass
-class _Work:
-    chunk: Chunk
-    todo: list[str]
-    rows: np.ndarray
-    cols: np.ndarray
-    retry: bool = False
-    """Only the listed cells are fetched again; the chunk's other cells keep what the cache holds."""
-    gathered: dict[str, Any] = field(default_factory=dict)
-    encoded: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-@functools.lru_cache(maxsize=4)
-def _centres_and_mask(grid: GridSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    lat, lon = grid.cell_centers()
-    return lat, lon, grid.mask()
-
-
-def _prepare(grid: GridSpec, chunk: Chunk, todo: list[str], cells: Sequence[tuple[int, int]] | None = None) -> _Work:
-    """The work of one chunk: every masked-in cell, or only ``cells`` (grid row, col) when retrying failures."""
-    if cells is not None:
-        rc = np.asarray(sorted(cells), np.int64).reshape(-1, 2)
-        return _Work(chunk, todo, rc[:, 0], rc[:, 1], retry=True)
-    lat, lon, mask = _centres_and_mask(grid)
-    rs, cs = chunk.slices
-    rr, cc = np.nonzero(mask[rs, cs])
-    return _Work(chunk, todo, rr + chunk.r0, cc + chunk.c0)
-
-
-def _gather(work: _Work, inputs: dict[str, CellInput], grid: GridSpec) -> None:
-    lat, lon, _ = _centres_and_mask(grid)
-    la, lo = lat[work.rows, work.cols], lon[work.rows, work.cols]
-    for m in work.todo:
-        work.gathered[m] = inputs[m].gather(la, lo)
-
-
-def _encode(work: _Work, inputs: dict[str, CellInput]) -> None:
+def _encode(work: Work, inputs: dict[str, CellInput]) -> None:
     for m in work.todo:
         g = work.gathered[m]
         if g.ok.any():
@@ -125,7 +92,7 @@ def _encode(work: _Work, inputs: dict[str, CellInput]) -> None:
         work.gathered[m].raw = None  # free chips early
 
 
-def _write(work: _Work, cache: EmbeddingCache) -> int:
+def _write(work: Work, cache: EmbeddingCache) -> int:
     h, w = work.chunk.shape
     for m in work.todo:
         g = work.gathered[m]
@@ -160,9 +127,9 @@ def process_chunk(cache_path: str, chunk: Chunk, inputs: Sequence[CellInput],
     grid = cache.grid
     by_name = {i.modality: i for i in inputs}
     todo = list(todo) if todo is not None else [m for m in by_name if not cache.is_committed(m, chunk)]
-    work = _prepare(grid, chunk, todo, cells)
+    work = prepare(grid, chunk, todo, cells)
     t0 = time.perf_counter()
-    _gather(work, by_name, grid)
+    gather(work, by_name, grid)
     t1 = time.perf_counter()
     _encode(work, by_name)
     t2 = time.perf_counter()
@@ -173,7 +140,7 @@ def process_chunk(cache_path: str, chunk: Chunk, inputs: Sequence[CellInput],
             "encode": t2 - t1, "write": t3 - t2}
 
 
-def _requests(work: _Work) -> dict[str, float]:
+def _requests(work: Work) -> dict[str, float]:
     return {m: float(np.sum(work.gathered[m].extra.get("requests", 0.0))) for m in work.todo}
 
 
@@ -191,6 +158,7 @@ def embed_grid(
     retry_failed: bool = False,
     retryable: Callable[[str], bool] | None = None,
     cache_grid: GridSpec | None = None,
+    gather_workers: int | None = None,
 ) -> EmbedReport:
     """Embed every masked-in cell of ``grid`` for each input's modality into the cache at ``cache_path``.
 
@@ -211,6 +179,9 @@ def embed_grid(
             ``refused`` or ``error``).
         cache_grid: the grid a NEW cache is created for (default ``grid``), e.g. the whole preset when
             ``grid`` is a window of it, so that later runs can embed and map other windows from the same cache.
+        gather_workers: processes that gather (fetch and decode) chunks for the one encoder in this process;
+            0 gathers in a thread of this process. Default: one per core when an input reads over the network
+            (``sat``), else 0. Not used with ``scheduler``/``workers``, where each Dask task gathers its chunk.
     """
     if not inputs:
         raise ConfigError("no modality to embed: pass at least one input (e.g. --modalities loc)")
@@ -218,6 +189,13 @@ def embed_grid(
     if len(set(names)) != len(names):
         raise ConfigError(f"modalities {names} repeat: name each once")
     retryable = retryable or worth_retry
+    if gather_workers is not None and (scheduler or workers):
+        raise ConfigError("--gather-workers sets the gather processes of one machine; with --scheduler/--workers "
+                          "each Dask worker gathers its own chunks: drop one of them")
+    if gather_workers is not None and gather_workers < 0:
+        raise ConfigError(f"--gather-workers {gather_workers}: must be >= 0 (0 gathers in the main process)")
+    if gather_workers is None:
+        gather_workers = default_gather_workers(inputs)
     cache = EmbeddingCache.create(cache_path, cache_grid or grid, chunk_size)
     window = cache.window(grid)
     for inp in inputs:
@@ -227,12 +205,13 @@ def embed_grid(
             locks.enter_context(cache.writer_lock(m))
         return _embed(cache, names, inputs, window, progress=progress, scheduler=scheduler,
                       workers=workers, queue_size=queue_size, max_chunks=max_chunks, retry_failed=retry_failed,
-                      retryable=retryable)
+                      retryable=retryable, gather_workers=gather_workers)
 
 
 def _embed(cache: EmbeddingCache, names: list[str], inputs: Sequence[CellInput], window: Any, *,
            progress: ProgressCallback | None, scheduler: str | None, workers: int | None, queue_size: int,
-           max_chunks: int | None, retry_failed: bool, retryable: Callable[[str], bool] | None) -> EmbedReport:
+           max_chunks: int | None, retry_failed: bool, retryable: Callable[[str], bool] | None,
+           gather_workers: int = 0) -> EmbedReport:
     grid = cache.grid
     mask = grid.mask()
     chunks = cache.chunks(window)
@@ -253,7 +232,7 @@ def _embed(cache: EmbeddingCache, names: list[str], inputs: Sequence[CellInput],
         pending = pending[:max_chunks]
     total_cells = int(sum(mask[ch.slices].sum() if cells is None else len(cells) for ch, _, cells in pending))
     rep = EmbedReport(str(cache.path), window.grid.name, names, len(chunks), skipped, 0, 0,
-                         stage_seconds={"gather": 0.0, "encode": 0.0, "write": 0.0})
+                      stage_seconds={"gather": 0.0, "encode": 0.0, "write": 0.0})
     t0 = time.perf_counter()
     if scheduler or workers:
         from geoprom3e.engine.distributed import run_on_dask
@@ -261,7 +240,15 @@ def _embed(cache: EmbeddingCache, names: list[str], inputs: Sequence[CellInput],
         for res in run_on_dask(str(cache.path), pending, list(inputs), scheduler=scheduler, workers=workers):
             _account(rep, res, progress, total_cells)
     else:
-        _run_local(grid, cache, pending, {i.modality: i for i in inputs}, rep, progress, total_cells, queue_size)
+        rep.gather_workers = gather_workers
+        by_name = {i.modality: i for i in inputs}
+        if gather_workers and pending:
+            cells = max(int(mask[ch.slices].size) for ch, _, _ in pending)
+            with GatherPool(grid, [by_name[m] for m in names], min(gather_workers, len(pending)),
+                            slot_size=slot_bytes(inputs, cells), queue_size=queue_size) as pool:
+                _run_local(grid, cache, pending, by_name, rep, progress, total_cells, queue_size, pool)
+        else:
+            _run_local(grid, cache, pending, by_name, rep, progress, total_cells, queue_size)
     rep.seconds = time.perf_counter() - t0
     rep.failures = {m: len(cache.failures(m)) for m in names}
     return rep
@@ -301,7 +288,7 @@ def _hold_for_tests(stop: threading.Event) -> None:
 
 def _run_local(grid: GridSpec, cache: EmbeddingCache, pending: list[tuple[Chunk, list[str], Any]],
                inputs: dict[str, CellInput], report: EmbedReport, progress: ProgressCallback | None, total: int,
-               queue_size: int) -> None:
+               queue_size: int, pool: GatherPool | None = None) -> None:
     q_enc: queue.Queue = queue.Queue(maxsize=queue_size)
     q_out: queue.Queue = queue.Queue(maxsize=queue_size)
     stop = threading.Event()
@@ -316,16 +303,24 @@ def _run_local(grid: GridSpec, cache: EmbeddingCache, pending: list[tuple[Chunk,
                 continue
         return False
 
+    def gathered() -> Any:
+        if pool is not None:
+            yield from pool.run(pending, stop)
+            return
+        for ch, todo, cells in pending:
+            if stop.is_set():
+                return
+            work = prepare(grid, ch, todo, cells)
+            gather(work, inputs, grid)
+            yield work
+
     def gatherer() -> None:
         try:
-            for ch, todo, cells in pending:
-                if stop.is_set():
-                    return
-                t = time.perf_counter()
-                work = _prepare(grid, ch, todo, cells)
-                _gather(work, inputs, grid)
-                report.stage_seconds["gather"] += time.perf_counter() - t
+            for work in gathered():
+                report.stage_seconds["gather"] += work.gather_seconds
                 if not put(q_enc, work):
+                    if pool is not None:
+                        pool.release(work)
                     return
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             errors.append(exc)
@@ -363,7 +358,11 @@ def _run_local(grid: GridSpec, cache: EmbeddingCache, pending: list[tuple[Chunk,
             if work is _STOP:
                 break
             t = time.perf_counter()
-            _encode(work, inputs)
+            try:
+                _encode(work, inputs)
+            finally:
+                if pool is not None:
+                    pool.release(work)
             report.stage_seconds["encode"] += time.perf_counter() - t
             if not put(q_out, work):
                 break

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -56,6 +56,10 @@ class _EncoderInput:
         info = self.encoder().info
         return {"encoder": info.source, "weights": info.weights, "in_prom3e_space": info.in_prom3e_space}
 
+    def raw_bytes_per_cell(self) -> int:
+        """Bytes of one cell's raw input (its centre's lat, lon as float64), for the gather slots."""
+        return 16
+
     def _encode_items(self, items: Any) -> np.ndarray:
         from geoprom3e.encoders import encode_batches
 
@@ -94,6 +98,9 @@ class EnvInput(LocInput):
 class SatInput(_EncoderInput):
     """A Sentinel-2 chip per cell (one STAC search per chunk, threaded window reads) through the sat encoder."""
 
+    remote_gather: ClassVar[bool] = True
+    """Gathering reads over the network and decodes chips: worth worker processes (``--gather-workers``)."""
+
     modality: str = "sat"
     request: Any = None
     """:class:`geoprom3e.imagery.ImageryRequest` (default: Planetary Computer, RGB, 2020 growing season)."""
@@ -106,6 +113,11 @@ class SatInput(_EncoderInput):
         from geoprom3e.imagery import ImageryRequest
 
         return self.request if self.request is not None else ImageryRequest()
+
+    def raw_bytes_per_cell(self) -> int:
+        """Bytes of one cell's chip (bands x size x size)."""
+        req = self._request()
+        return len(req.band_names) * req.chip_size ** 2 * np.dtype(req.dtype).itemsize
 
     def cache_key(self) -> dict[str, Any]:  # noqa: D102
         req = dataclasses.asdict(self._request())

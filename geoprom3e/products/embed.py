@@ -110,10 +110,16 @@ class ProbeRates:
     """Per modality, cells encoded per second on the run's device."""
     requests_per_chip: float | None
     """COG requests per chip seen in the probe (sat only)."""
+    gather_workers: int = 0
+    """Gather processes the run will use (0: a thread); the probe measured one."""
 
     def seconds(self, cells: int) -> float:
-        """Estimated wall time: gather and encode overlap, so the slower of the two sums bounds the run."""
-        gather = sum(cells / r for r in self.gather_cells_per_s.values() if r > 0)
+        """Estimated wall time: gather and encode overlap, so the slower of the two sums bounds the run. Gather
+        processes divide the gather time, up to one per core (an upper bound on their speed-up)."""
+        import os
+
+        scale = max(1, min(self.gather_workers, os.cpu_count() or 1))
+        gather = sum(cells / r for r in self.gather_cells_per_s.values() if r > 0) / scale
         encode = sum(cells / r for r in self.encode_cells_per_s.values() if r > 0)
         return max(gather, encode)
 
@@ -123,10 +129,12 @@ class ProbeRates:
         t = f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.1f} min" if s >= 60 else f"{s:.0f} s"
         g = ", ".join(f"{m} {r:,.0f}" for m, r in self.gather_cells_per_s.items())
         e = ", ".join(f"{m} {r:,.0f}" for m, r in self.encode_cells_per_s.items())
-        return f"about {t} at the rates of a {self.cells}-cell probe (cells/s gather: {g}; encode: {e})"
+        per = " per process" if self.gather_workers > 1 else ""
+        return (f"about {t} at the rates of a {self.cells}-cell probe (cells/s gather{per}: {g}; encode: {e}"
+                + (f"; {self.gather_workers} gather processes" if self.gather_workers else "") + ")")
 
 
-def probe_rates(grid: GridSpec, inputs: list[Any], *, cells: int = 32) -> ProbeRates:
+def probe_rates(grid: GridSpec, inputs: list[Any], *, cells: int = 32, gather_workers: int = 0) -> ProbeRates:
     """Gather and encode ``cells`` real cells of ``grid`` (masked-in cells of its middle rows) with the run's
     inputs, timing each stage, after as many cells warmed the scenes' headers and the encoders up: a few seconds
     of reads, nothing written."""
@@ -138,7 +146,7 @@ def probe_rates(grid: GridSpec, inputs: list[Any], *, cells: int = 32) -> ProbeR
     mask = grid.mask()
     rr, cc = np.nonzero(mask)
     if not rr.size:
-        return ProbeRates(0, {}, {}, None)
+        return ProbeRates(0, {}, {}, None, gather_workers)
     mid = np.argsort(np.abs(rr - grid.rows / 2), kind="stable")[: 2 * cells]
     warm, timed = mid[: len(mid) // 2], mid[len(mid) // 2:]  # the first half opens scenes, the second is measured
     la, lo = lat[rr[timed], cc[timed]], lon[rr[timed], cc[timed]]
@@ -158,7 +166,7 @@ def probe_rates(grid: GridSpec, inputs: list[Any], *, cells: int = 32) -> ProbeR
             t = time.perf_counter()
             inp.encode(g.raw)
             encode[inp.modality] = ok / max(time.perf_counter() - t, 1e-9)
-    return ProbeRates(len(la), gather, encode, rpc)
+    return ProbeRates(len(la), gather, encode, rpc, gather_workers)
 
 
 def plan_embed(grid: GridSpec, modalities: str, *, chunk_size: int = 32, cache: str | Path | None = None) -> EmbedPlan:
@@ -184,10 +192,12 @@ def plan_embed(grid: GridSpec, modalities: str, *, chunk_size: int = 32, cache: 
 
 def embed(grid: GridSpec, cache: str | Path, inputs: list[Any], *, chunk_size: int = 32,
           progress: ProgressCallback | None = None, scheduler: str | None = None, workers: int | None = None,
-          max_chunks: int | None = None, retry_failed: bool = False, cache_grid: GridSpec | None = None) -> Any:
+          max_chunks: int | None = None, retry_failed: bool = False, cache_grid: GridSpec | None = None,
+          gather_workers: int | None = None) -> Any:
     """Embed every cell of ``grid`` into ``cache`` (see :func:`geoprom3e.engine.embed_grid`); returns its report."""
     from geoprom3e.engine import embed_grid
 
     ensure_fits_in_memory(grid, bytes_per_cell=32, what="the cell centres and mask")
     return embed_grid(grid, cache, inputs, chunk_size=chunk_size, progress=progress, scheduler=scheduler,
-                      workers=workers, max_chunks=max_chunks, retry_failed=retry_failed, cache_grid=cache_grid)
+                      workers=workers, max_chunks=max_chunks, retry_failed=retry_failed, cache_grid=cache_grid,
+                      gather_workers=gather_workers)
