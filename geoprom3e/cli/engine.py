@@ -125,8 +125,10 @@ def embed_grid_cmd(grid_name, bbox, shape, res, crs, mask, modalities, cache, ch
 
     check_device(device)
     if gather_workers is not None and (scheduler or workers):
-        raise click.UsageError("--gather-workers sets the gather processes of one machine; with --scheduler/--workers "
-                               "each Dask worker gathers its own chunks: drop one of them")
+        from geoprom3e.errors import ConfigError
+
+        raise ConfigError("--gather-workers sets the gather processes of one machine; with --scheduler/--workers "
+                          "each Dask worker gathers its own chunks: drop one of them")
     grid = grid_from_cli(grid_name, bbox, shape, res, crs, mask)
     cache_grid = None
     if cache is None and bbox is not None and shape is None and res is None:

@@ -49,6 +49,10 @@ class Work:
     """Grid rows of the cells."""
     cols: np.ndarray
     """Grid columns of the cells."""
+    lat: np.ndarray | None = None
+    """Cell-centre latitudes (filled by :func:`prepare`, so a gather process never builds the whole grid)."""
+    lon: np.ndarray | None = None
+    """Cell-centre longitudes."""
     retry: bool = False
     """Only the listed cells are fetched again; the chunk's other cells keep what the cache holds."""
     gathered: dict[str, Any] = field(default_factory=dict)
@@ -70,22 +74,22 @@ def centres_and_mask(grid: GridSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def prepare(grid: GridSpec, chunk: Chunk, todo: list[str], cells: Sequence[tuple[int, int]] | None = None) -> Work:
     """The work of one chunk: every masked-in cell, or only ``cells`` (grid row, col) when retrying failures."""
+    lat, lon, mask = centres_and_mask(grid)
     if cells is not None:
         rc = np.asarray(sorted(cells), np.int64).reshape(-1, 2)
-        return Work(chunk, todo, rc[:, 0], rc[:, 1], retry=True)
-    _, _, mask = centres_and_mask(grid)
-    rs, cs = chunk.slices
-    rr, cc = np.nonzero(mask[rs, cs])
-    return Work(chunk, todo, rr + chunk.r0, cc + chunk.c0)
+        rows, cols, retry = rc[:, 0], rc[:, 1], True
+    else:
+        rs, cs = chunk.slices
+        rr, cc = np.nonzero(mask[rs, cs])
+        rows, cols, retry = rr + chunk.r0, cc + chunk.c0, False
+    return Work(chunk, todo, rows, cols, lat[rows, cols], lon[rows, cols], retry=retry)
 
 
-def gather(work: Work, inputs: dict[str, CellInput], grid: GridSpec) -> None:
+def gather(work: Work, inputs: dict[str, CellInput]) -> None:
     """Fill ``work.gathered`` with each modality's raw inputs for the work's cells."""
     t = time.perf_counter()
-    lat, lon, _ = centres_and_mask(grid)
-    la, lo = lat[work.rows, work.cols], lon[work.rows, work.cols]
     for m in work.todo:
-        work.gathered[m] = inputs[m].gather(la, lo)
+        work.gathered[m] = inputs[m].gather(work.lat, work.lon)
     work.gather_seconds = time.perf_counter() - t
 
 
@@ -126,7 +130,7 @@ def _picklable(exc: BaseException) -> BaseException:
         return RuntimeError(f"{text}\n{''.join(traceback.format_exception(exc))}")
 
 
-def _worker(grid: GridSpec, inputs: list[CellInput], tasks: Any, results: Any, chunks: int) -> None:
+def _worker(inputs: list[CellInput], tasks: Any, results: Any, chunks: int) -> None:
     """A gather process: ``chunks`` threads each take (slot name, slot size, work), gather, move the arrays into
     the slot and send the work back. Two chunks at a time keep the core busy while one waits on the network."""
     import multiprocessing
@@ -146,7 +150,7 @@ def _worker(grid: GridSpec, inputs: list[CellInput], tasks: Any, results: Any, c
     def loop() -> None:
         for name, size, work in iter(tasks.get, None):
             try:
-                gather(work, by_name, grid)
+                gather(work, by_name)
                 if name is not None:
                     _to_slot(work, slot(name), size)
                 results.put(("done", work, None))
@@ -201,7 +205,7 @@ class GatherPool:
         ctx = multiprocessing.get_context("spawn")  # never fork a process that holds CUDA, threads or locks
         self._tasks, self._results = ctx.Queue(), ctx.Queue()
         self._ready: set[str] = set()
-        args = (grid, self.inputs, self._tasks, self._results, chunks_per_worker)
+        args = (self.inputs, self._tasks, self._results, chunks_per_worker)
         self._procs = [ctx.Process(target=_worker, args=args, name=f"geoprom3e-gather-{k}", daemon=True)
                        for k in range(workers)]
         for p in self._procs:
@@ -275,9 +279,9 @@ class GatherPool:
             p = dead[0]
             if p.name not in self._ready:
                 raise SchedulerError(
-                    f"gather process {p.name} could not start (exit code {p.exitcode}; its error is above): a Python "
-                    "script that calls embed_grid must call it under `if __name__ == \"__main__\":` (gather "
-                    "processes import the script), or pass gather_workers=0")
+                    f"gather process {p.name} could not start (exit code {p.exitcode}; its traceback is above): when "
+                    "it shows your script running again, call embed_grid under `if __name__ == \"__main__\":` "
+                    "(gather processes import the script), or pass gather_workers=0")
             how = (f"was killed by signal {-p.exitcode}" + (" (out of memory?)" if p.exitcode == -signal.SIGKILL
                                                              else "")
                    if p.exitcode is not None and p.exitcode < 0 else f"exited with code {p.exitcode}")

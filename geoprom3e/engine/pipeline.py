@@ -129,7 +129,7 @@ def process_chunk(cache_path: str, chunk: Chunk, inputs: Sequence[CellInput],
     todo = list(todo) if todo is not None else [m for m in by_name if not cache.is_committed(m, chunk)]
     work = prepare(grid, chunk, todo, cells)
     t0 = time.perf_counter()
-    gather(work, by_name, grid)
+    gather(work, by_name)
     t1 = time.perf_counter()
     _encode(work, by_name)
     t2 = time.perf_counter()
@@ -311,7 +311,7 @@ def _run_local(grid: GridSpec, cache: EmbeddingCache, pending: list[tuple[Chunk,
             if stop.is_set():
                 return
             work = prepare(grid, ch, todo, cells)
-            gather(work, inputs, grid)
+            gather(work, inputs)
             yield work
 
     def gatherer() -> None:

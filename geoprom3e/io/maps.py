@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -66,7 +66,13 @@ def check_outputs(outputs: MapOutputs, overwrite: bool) -> None:
 
     Creates nothing: the folder is made only when the outputs are written.
     """
-    folder = outputs.geotiff.parent
+    check_output_paths(outputs.geotiff.parent, outputs.all(), overwrite)
+
+
+def check_output_paths(folder: Path, paths: Iterable[Path], overwrite: bool) -> None:
+    """Refuse an ``--out`` that is a file or cannot be created or written, and (without ``overwrite``) any of
+    ``paths`` that exists already. Creates nothing."""
+    folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"--out {str(folder)!r} is a file, not a folder: choose a folder path")
     probe = folder
@@ -80,7 +86,7 @@ def check_outputs(outputs: MapOutputs, overwrite: bool) -> None:
         raise OutputError(f"output folder {str(folder)!r} is not writable{where}: choose another --out or fix "
                           "permissions")
     if not overwrite:
-        existing = [p for p in outputs.all() if p.exists()]
+        existing = [Path(p) for p in paths if Path(p).exists()]
         if existing:
             more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
             raise OutputError(

@@ -319,19 +319,9 @@ def embedding_maps(
 
 # ---------------------------------------------------------------------- writers
 def _check_out(out: Path, names: Sequence[str], overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"--out {str(out)!r} is a file, not a folder: choose a folder path")
-    probe = out
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise OutputError(f"output folder {str(out)!r} is not writable: choose another --out or fix permissions")
-    if not overwrite:
-        existing = [out / n for n in names if (out / n).exists()]
-        if existing:
-            more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
-            raise OutputError(f"output {str(existing[0])!r}{more} already exists: pass --overwrite to replace, or "
-                              "choose another --out")
+    from geoprom3e.io.maps import check_output_paths
+
+    check_output_paths(out, [out / n for n in names], overwrite)
 
 
 def _publish(stage: Path, out: Path, overwrite: bool) -> None:

@@ -478,18 +478,8 @@ def probe_table(rows: Sequence[dict[str, Any]], facts: dict[str, Any]) -> str:
 
 
 def _check_out(paths: Sequence[Path], overwrite: bool) -> None:
-    import os
+    from geoprom3e.io.maps import check_output_paths
 
-    folder = paths[0].parent
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(f"--out {str(folder)!r} is a file, not a folder: choose a folder path")
-    probe_dir = folder
-    while not probe_dir.exists():
-        probe_dir = probe_dir.parent
-    if not probe_dir.is_dir() or not os.access(probe_dir, os.W_OK | os.X_OK):
-        raise OutputError(f"output folder {str(folder)!r} is not writable: choose another --out or fix permissions")
-    if not overwrite:
-        for p in paths:
-            if p.exists():
-                raise OutputError(f"output {str(p)!r} already exists: pass --overwrite to replace, or choose "
-                                  "another --out")
+    check_output_paths(paths[0].parent, paths, overwrite)
+
+

@@ -87,3 +87,34 @@ def write_results(name: str, data: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=1))
     return path
+
+
+class RemoteFiles:
+    """The COG file server (``geoprom3e.testing.faults``, with injected latency) in its own process: in-process,
+    its Python threads would share the GIL with the client being measured."""
+
+    def __init__(self, root: Path | str, latency_s: float) -> None:
+        import subprocess
+        import sys
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "geoprom3e.testing.faults", str(root), str(latency_s)],
+                                     stdout=subprocess.PIPE, text=True)
+        self.url = self.proc.stdout.readline().strip()
+
+    def stats(self, reset: bool = False) -> dict[str, Any]:
+        """Requests served (this stats request excluded) and their HTTP statuses; ``reset`` zeroes the counters."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.url}/_faults/stats{'?reset=1' if reset else ''}") as r:
+            c = json.loads(r.read())
+        total = sum(c.get("requests", {}).values()) - 1
+        return {"file_requests": total, "status": c.get("status", {})}
+
+    def reset_stats(self) -> None:
+        """Zero the counters."""
+        self.stats(reset=True)
+
+    def stop(self) -> None:
+        """Stop the server process."""
+        self.proc.terminate()
+        self.proc.wait(10)

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from tests.bench.benchutil import write_results
+from tests.bench.benchutil import RemoteFiles, write_results
 
 pytestmark = pytest.mark.bench
 
@@ -36,41 +36,13 @@ REPEATS = 3
 WINDOW = "2020-01-01/2020-12-31"
 
 
-class _RemoteFiles:
-    """The faulty COG server in its own process (in-process, its Python threads would share the client's GIL)."""
-
-    def __init__(self, root, latency_s):
-        import subprocess
-        import sys
-
-        self.proc = subprocess.Popen([sys.executable, "-m", "geoprom3e.testing.faults", str(root), str(latency_s)],
-                                     stdout=subprocess.PIPE, text=True)
-        self.url = self.proc.stdout.readline().strip()
-
-    def stats(self, reset=False):
-        import json
-        import urllib.request
-
-        with urllib.request.urlopen(f"{self.url}/_faults/stats{'?reset=1' if reset else ''}") as r:
-            c = json.loads(r.read())
-        total = sum(c.get("requests", {}).values()) - 1  # minus this stats request
-        return {"file_requests": total, "status": c.get("status", {})}
-
-    def reset_stats(self):
-        self.stats(reset=True)
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
 class _Stack:
     def __init__(self, root, latency_s):
         from geoprom3e.testing.pgstac import PgStacServer
         from geoprom3e.testing.stac import build_items, collection_dict
 
         self.root = root
-        self.files = _RemoteFiles(root, latency_s)
+        self.files = RemoteFiles(root, latency_s)
         self.api = PgStacServer().start()
         self.collection = "sentinel-2-l2a"
         items = build_items(root, self.files.url, self.collection)

@@ -147,3 +147,17 @@ def test_ctrl_c_stops_the_gather_processes_too(tmp_path):
     hold.unlink()
     c = EmbeddingCache(tmp_path / "c")
     assert c.verify() == [] and len(c.commit_info("loc")) >= 1
+
+
+def test_cli_refuses_gather_workers_with_dask_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from geoprom3e.cli import main
+
+    res = CliRunner().invoke(main, ["embed-grid", "--grid", "usa-250x500", "--bbox", "-105", "38", "-104", "39",
+                                    "--modalities", "loc", "--cache", str(tmp_path / "c"), "--gather-workers", "2",
+                                    "--workers", "2"])
+    assert res.exit_code == 2
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--gather-workers" in lines[0] and "drop one of them" in lines[0]
+    assert not (tmp_path / "c").exists()
