@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -19,6 +13,7 @@ from geoprom3e.grid import get_grid
 from geoprom3e.model import ProM3E, ProM3EConfig
 from geoprom3e.testing.encoders import save_small_hf_clip
 from geoprom3e.testing.engine import FourierLocInput
+from tests.engine.interrupt import ctrl_c_after_first_commit
 
 BBOX = ["-105.4", "38.6", "-103.6", "39.4"]
 GRID_ARGS = ["--grid", "usa-250x500", "--bbox", *BBOX]
@@ -119,20 +114,12 @@ def test_compare_needs_the_same_grid(ready, tmp_path):
 
 
 def test_ctrl_c_stops_cleanly_and_prints_the_resume_command(tmp_path):
-    cmd = [sys.executable, "-m", "geoprom3e", "embed-grid", "--grid", "usa-250x500", "--bbox", "-110", "35",
-           "-100", "42", "--modalities", "loc", "--cache", str(tmp_path / "c"), "--chunk-size", "2"]
-    hold = tmp_path / "hold"
-    hold.touch()  # test hook: the run pauses after its first commit while this file exists, so it cannot end early
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "GEOPROM3E_TEST_HOLD_AFTER_COMMIT": str(hold)})
-    markers = tmp_path / "c" / "commits" / "loc"
-    while proc.poll() is None and not (markers.is_dir() and any(markers.glob("*.json"))):
-        time.sleep(0.05)  # waits on the marker, not on a timer
-    assert proc.poll() is None, proc.communicate()
-    os.kill(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    args = ["embed-grid", "--grid", "usa-250x500", "--bbox", "-110", "35", "-100", "42", "--modalities", "loc",
+            "--cache", str(tmp_path / "c"), "--chunk-size", "2"]
+    _, code, err = ctrl_c_after_first_commit(args, tmp_path / "c", "loc", tmp_path / "hold")
+    assert code == 130, err
     assert "Resume with:" in err and "embed-grid" in err
+    markers = tmp_path / "c" / "commits" / "loc"
     done = len(list(markers.glob("*.json")))
     assert done >= 1
     grid = get_grid("usa-250x500").subset((-110, 35, -100, 42))

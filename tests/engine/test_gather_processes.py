@@ -8,10 +8,6 @@ it, and the next run resumes. Shared-memory slots never outlive the run.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +18,7 @@ from geoprom3e.engine.gather import default_gather_workers
 from geoprom3e.errors import ConfigError, InputError, SchedulerError
 from geoprom3e.grid import GridSpec
 from geoprom3e.testing.engine import FourierLocInput
+from tests.engine.interrupt import ctrl_c_after_first_commit
 
 GRID = GridSpec("test-16x32", "EPSG:4326", (-108.0, 37.0, -98.4, 40.2), (16, 32), mask_source="conus")
 
@@ -128,23 +125,13 @@ def test_default_is_one_process_per_core_for_network_inputs():
 
 
 def test_ctrl_c_stops_the_gather_processes_too(tmp_path):
-    cmd = [sys.executable, "-m", "geoprom3e", "embed-grid", "--grid", "usa-250x500", "--bbox", "-110", "35",
-           "-100", "42", "--modalities", "loc", "--cache", str(tmp_path / "c"), "--chunk-size", "2",
-           "--gather-workers", "2"]
-    hold = tmp_path / "hold"
-    hold.touch()  # test hook: the run pauses after its first commit while this file exists
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env={**os.environ, "GEOPROM3E_TEST_HOLD_AFTER_COMMIT": str(hold)})
-    markers = tmp_path / "c" / "commits" / "loc"
-    while proc.poll() is None and not (markers.is_dir() and any(markers.glob("*.json"))):
-        time.sleep(0.05)  # waits on the marker, not on a timer
-    assert proc.poll() is None, proc.communicate()
-    os.kill(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    args = ["embed-grid", "--grid", "usa-250x500", "--bbox", "-110", "35", "-100", "42", "--modalities", "loc",
+            "--cache", str(tmp_path / "c"), "--chunk-size", "2", "--gather-workers", "2"]
+    pid, code, err = ctrl_c_after_first_commit(args, tmp_path / "c", "loc", tmp_path / "hold")
+    assert code == 130, err
     assert "Resume with:" in err and "Traceback" not in err
-    assert _gather_processes_in_group(proc.pid) == []  # none outlives the run (join, not a timer)
-    hold.unlink()
+    assert _gather_processes_in_group(pid) == []  # none outlives the run (join, not a timer)
+    (tmp_path / "hold").unlink()
     c = EmbeddingCache(tmp_path / "c")
     assert c.verify() == [] and len(c.commit_info("loc")) >= 1
 
